@@ -1,0 +1,183 @@
+//! Block encoding and the parallel, order-preserving compression pipeline.
+
+use std::collections::VecDeque;
+
+use super::{BlockKind, BLOCK_HEADER_LEN, CODEC_STORED, CODEC_ZSTD, MAX_RATIO, ZSTD_LEVEL};
+use crate::error::{Error, Result};
+
+/// Encodes one block (header and payload). zstd is used when it makes the
+/// payload smaller and stays within the reader's ratio limit; otherwise the
+/// payload is stored as is. Deterministic for a given zstd version and level.
+pub(crate) fn encode_block(zstd: &mut zstd::bulk::Compressor<'static>, kind: BlockKind, raw: &[u8]) -> Result<Vec<u8>> {
+    let compressed = zstd.compress(raw).map_err(Error::Io)?;
+    let use_zstd = compressed.len() < raw.len() && within_ratio(raw.len() as u64, compressed.len() as u64);
+    let payload: &[u8] = if use_zstd { &compressed } else { raw };
+    let mut block = Vec::with_capacity(BLOCK_HEADER_LEN + payload.len());
+    block.push(kind as u8);
+    block.push(if use_zstd { CODEC_ZSTD } else { CODEC_STORED });
+    block.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+    block.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    block.extend_from_slice(payload);
+    Ok(block)
+}
+
+pub(crate) fn within_ratio(raw: u64, stored: u64) -> bool {
+    raw <= stored.saturating_mul(MAX_RATIO).saturating_add(64 * 1024)
+}
+
+pub(crate) fn new_zstd() -> Result<zstd::bulk::Compressor<'static>> {
+    let mut c = zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(Error::Io)?;
+    // Fixed frame parameters: content size on, checksum off (blake3 covers
+    // the content), no dictionary id. Never change; bump the version.
+    c.include_checksum(false).map_err(Error::Io)?;
+    c.include_contentsize(true).map_err(Error::Io)?;
+    c.include_dictid(false).map_err(Error::Io)?;
+    Ok(c)
+}
+
+/// A block handed to the pipeline and the encoded bytes it will become.
+pub(crate) enum Pending {
+    Ready(Result<Vec<u8>>),
+    #[cfg(not(target_arch = "wasm32"))]
+    Waiting(std::sync::mpsc::Receiver<Result<Vec<u8>>>),
+}
+
+impl Pending {
+    pub(crate) fn wait(self) -> Result<Vec<u8>> {
+        match self {
+            Pending::Ready(r) => r,
+            #[cfg(not(target_arch = "wasm32"))]
+            Pending::Waiting(rx) => rx.recv().map_err(|_| Error::Io(std::io::Error::other("compression worker stopped")))?,
+        }
+    }
+}
+
+/// Compresses blocks on worker threads (native) or inline (wasm, or one thread).
+/// Results come back through [`Pending`] in submission order.
+pub(crate) struct Compressor {
+    inline: Option<zstd::bulk::Compressor<'static>>,
+    #[cfg(not(target_arch = "wasm32"))]
+    pool: Option<pool::Pool>,
+    pub(crate) in_flight: VecDeque<Pending>,
+    pub(crate) max_in_flight: usize,
+}
+
+impl Compressor {
+    /// `threads == 0` picks the machine's parallelism.
+    pub(crate) fn new(threads: usize) -> Result<Self> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()).min(8) } else { threads };
+            if threads > 1 {
+                return Ok(Self { inline: None, pool: Some(pool::Pool::new(threads)?), in_flight: VecDeque::new(), max_in_flight: threads * 2 });
+            }
+        }
+        let _ = threads;
+        Ok(Self {
+            inline: Some(new_zstd()?),
+            #[cfg(not(target_arch = "wasm32"))]
+            pool: None,
+            in_flight: VecDeque::new(),
+            max_in_flight: 1,
+        })
+    }
+
+    pub(crate) fn submit(&mut self, kind: BlockKind, raw: Vec<u8>) {
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(pool) = &self.pool {
+            let pending = pool.submit(kind, raw);
+            self.in_flight.push_back(pending);
+            return;
+        }
+        let pending = match self.inline.as_mut() {
+            Some(z) => Pending::Ready(encode_block(z, kind, &raw)),
+            None => Pending::Ready(Err(Error::Io(std::io::Error::other("no compressor")))),
+        };
+        self.in_flight.push_back(pending);
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod pool {
+    use std::sync::mpsc;
+    use std::sync::{Arc, Mutex};
+    use std::thread::JoinHandle;
+
+    use super::{encode_block, new_zstd, Pending};
+    use crate::bundle::BlockKind;
+    use crate::error::{Error, Result};
+
+    type Job = (BlockKind, Vec<u8>, mpsc::SyncSender<Result<Vec<u8>>>);
+
+    pub(crate) struct Pool {
+        jobs: Option<mpsc::Sender<Job>>,
+        workers: Vec<JoinHandle<()>>,
+    }
+
+    impl Pool {
+        pub(crate) fn new(threads: usize) -> Result<Self> {
+            let (tx, rx) = mpsc::channel::<Job>();
+            let rx = Arc::new(Mutex::new(rx));
+            let mut workers = Vec::with_capacity(threads);
+            for _ in 0..threads {
+                let rx = Arc::clone(&rx);
+                let mut zstd = new_zstd()?;
+                workers.push(std::thread::spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(guard) => guard.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((kind, raw, reply)) = job else { return };
+                    let _ = reply.send(encode_block(&mut zstd, kind, &raw));
+                }));
+            }
+            Ok(Self { jobs: Some(tx), workers })
+        }
+
+        pub(crate) fn submit(&self, kind: BlockKind, raw: Vec<u8>) -> Pending {
+            let (reply, rx) = mpsc::sync_channel(1);
+            match &self.jobs {
+                Some(jobs) if jobs.send((kind, raw, reply)).is_ok() => Pending::Waiting(rx),
+                _ => Pending::Ready(Err(Error::Io(std::io::Error::other("compression pool stopped")))),
+            }
+        }
+    }
+
+    impl Drop for Pool {
+        fn drop(&mut self) {
+            self.jobs.take();
+            for w in self.workers.drain(..) {
+                let _ = w.join();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_is_deterministic_across_contexts() {
+        let raw: Vec<u8> = (0..300_000u32).flat_map(|i| format!("{{\"n\":{i}}}").into_bytes()).collect();
+        let mut a = new_zstd().unwrap();
+        let first = encode_block(&mut a, BlockKind::Documents, &raw).unwrap();
+        let second = encode_block(&mut a, BlockKind::Documents, &raw).unwrap();
+        let fresh = encode_block(&mut new_zstd().unwrap(), BlockKind::Documents, &raw).unwrap();
+        assert_eq!(first, second);
+        assert_eq!(first, fresh);
+        assert_eq!(first[1], CODEC_ZSTD);
+        assert!(first.len() < raw.len() / 3);
+    }
+
+    #[test]
+    fn incompressible_or_explosive_payloads_are_stored() {
+        let mut z = new_zstd().unwrap();
+        let random: Vec<u8> = (0..4096u32).map(|i| (blake3::hash(&i.to_le_bytes()).as_bytes()[0])).collect();
+        assert_eq!(encode_block(&mut z, BlockKind::Documents, &random).unwrap()[1], CODEC_STORED);
+        let zeros = vec![b'a'; 32 << 20];
+        let block = encode_block(&mut z, BlockKind::Documents, &zeros).unwrap();
+        let stored_len = u32::from_le_bytes(block[6..10].try_into().unwrap()) as u64;
+        assert!(within_ratio(zeros.len() as u64, stored_len));
+    }
+}

@@ -1,0 +1,561 @@
+//! The streaming bundle reader: validates as it goes, in bounded memory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Seek, SeekFrom, Take};
+
+use serde_json::{Map, Value};
+
+use super::compress::within_ratio;
+use super::{
+    get_varint, hash_block, BlockKind, Toc, TocCollection, BLOCK_HEADER_LEN, CODEC_STORED, CODEC_ZSTD, END_MAGIC, HEADER_LEN, MAGIC, MAX_BLOCK_RAW,
+    MAX_RECORD, TRAILER_LEN, VERSION,
+};
+use crate::canonical;
+use crate::error::{from_read, Error, Result};
+use crate::snapshot::{validate_collection_name, validate_id, Commit, MAX_ID_LEN};
+
+/// Bounds a reader enforces on top of the format's own.
+#[derive(Debug, Clone)]
+pub struct ReadLimits {
+    /// Largest raw block payload accepted (≤ [`MAX_BLOCK_RAW`]).
+    pub max_block_raw: u32,
+    /// Largest record (document, commit, …) accepted (≤ [`MAX_RECORD`]).
+    pub max_record: usize,
+    /// Largest total of uncompressed content accepted.
+    pub max_total_raw: u64,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        Self { max_block_raw: MAX_BLOCK_RAW, max_record: MAX_RECORD, max_total_raw: u64::MAX }
+    }
+}
+
+/// One document as stored: its id and its canonical JSON bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentRef {
+    /// Document id.
+    pub id: String,
+    /// Canonical JSON text of the document.
+    pub json: Vec<u8>,
+}
+
+impl DocumentRef {
+    /// Parses the document.
+    pub fn value(&self) -> Result<Value> {
+        canonical::parse(&self.json).map_err(|e| Error::corrupt(format!("document {:?}: {e}", self.id)))
+    }
+}
+
+/// One item of a bundle, in bundle order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// The schema (always first).
+    Schema(Value),
+    /// A collection begins; its documents follow.
+    Collection {
+        /// Name.
+        name: String,
+        /// Configuration.
+        config: Map<String, Value>,
+    },
+    /// A document of the current collection.
+    Document(DocumentRef),
+    /// A commit, in canonical order.
+    Commit(Box<Commit>),
+    /// The branches (always last).
+    Branches(BTreeMap<String, String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Schema,
+    /// Collections (or, inside one, its documents), then commits or branches.
+    Body,
+    /// More commits, then branches.
+    Commits,
+    Toc,
+    Done,
+}
+
+/// Reads a bundle item by item.
+///
+/// Every check the format allows is made: block order, name and id order,
+/// commit order and parents, per-collection hashes, the content digest, the
+/// table of contents and the trailer. The digest and the table of contents
+/// can only be compared at the end, so a consumer that must not act on a
+/// damaged plain bundle should read it to the end (sealed bundles are
+/// authenticated segment by segment before any byte reaches this reader).
+pub struct BundleReader<R: Read> {
+    input: R,
+    limits: ReadLimits,
+    offset: u64,
+    expect: Expect,
+    block: Vec<u8>,
+    block_kind: BlockKind,
+    cursor: usize,
+    stored: Vec<u8>,
+    zstd: zstd::bulk::Decompressor<'static>,
+    digest: blake3::Hasher,
+    collection_hasher: Option<blake3::Hasher>,
+    collections: Vec<TocCollection>,
+    last_id: Option<String>,
+    generations: HashMap<String, u64>,
+    last_commit: Option<(u64, String)>,
+    commits: u64,
+    branches: u64,
+    history_offset: Option<u64>,
+    raw_bytes: u64,
+    stored_bytes: u64,
+    toc: Option<Toc>,
+    /// For [`read_collection`]: the entry the fragment must match at its end.
+    fragment: Option<TocCollection>,
+}
+
+impl<R: Read> BundleReader<R> {
+    /// Reads and checks the header.
+    pub fn new(mut input: R, limits: ReadLimits) -> Result<Self> {
+        let mut header = [0u8; HEADER_LEN];
+        read_header(&mut input, &mut header)?;
+        Self::with_state(input, limits, HEADER_LEN as u64, Expect::Schema, None)
+    }
+
+    fn with_state(input: R, limits: ReadLimits, offset: u64, expect: Expect, fragment: Option<TocCollection>) -> Result<Self> {
+        let mut zstd = zstd::bulk::Decompressor::new().map_err(Error::Io)?;
+        // 2^27 = 128 MiB: above any window our writer uses for ≤ 64 MiB blocks.
+        zstd.window_log_max(27).map_err(Error::Io)?;
+        Ok(Self {
+            input,
+            limits,
+            offset,
+            expect,
+            block: Vec::new(),
+            block_kind: BlockKind::Documents,
+            cursor: 0,
+            stored: Vec::new(),
+            zstd,
+            digest: blake3::Hasher::new(),
+            collection_hasher: None,
+            collections: Vec::new(),
+            last_id: None,
+            generations: HashMap::new(),
+            last_commit: None,
+            commits: 0,
+            branches: 0,
+            history_offset: None,
+            raw_bytes: 0,
+            stored_bytes: 0,
+            toc: None,
+            fragment,
+        })
+    }
+
+    /// The table of contents, once the whole bundle has been read and checked.
+    pub fn toc(&self) -> Option<&Toc> {
+        self.toc.as_ref()
+    }
+
+    /// Bytes consumed so far.
+    pub fn position(&self) -> u64 {
+        self.offset
+    }
+
+    /// The next item, or `None` after the last one (the table of contents and
+    /// trailer have then been checked).
+    pub fn next_item(&mut self) -> Result<Option<Item>> {
+        loop {
+            if self.cursor < self.block.len() {
+                return self.next_record().map(Some);
+            }
+            if self.expect == Expect::Done {
+                return Ok(None);
+            }
+            if let Some(item) = self.next_block()? {
+                return Ok(Some(item));
+            }
+        }
+    }
+
+    /// Reads everything, returning the checked table of contents.
+    pub fn read_to_end(mut self) -> Result<Toc> {
+        while self.next_item()?.is_some() {}
+        self.toc.ok_or_else(|| Error::corrupt("bundle ended without a table of contents"))
+    }
+
+    fn next_record(&mut self) -> Result<Item> {
+        let buf = &self.block;
+        let mut pos = self.cursor;
+        let item = match self.block_kind {
+            BlockKind::Documents => {
+                let id_len = get_varint(buf, &mut pos)? as usize;
+                if id_len > MAX_ID_LEN || id_len > buf.len() - pos {
+                    return Err(Error::corrupt("document id length out of bounds"));
+                }
+                let id = std::str::from_utf8(&buf[pos..pos + id_len]).map_err(|_| Error::corrupt("document id is not UTF-8"))?.to_string();
+                pos += id_len;
+                validate_id("document", &id).map_err(|e| Error::corrupt(e.to_string()))?;
+                let json = take_record(buf, &mut pos, self.limits.max_record)?.to_vec();
+                if self.last_id.as_ref().is_some_and(|last| last.as_bytes() >= id.as_bytes()) {
+                    return Err(Error::corrupt(format!("document {id:?} is out of order or duplicated")));
+                }
+                if let Some(entry) = self.collections.last_mut() {
+                    entry.documents += 1;
+                }
+                self.last_id = Some(id.clone());
+                Item::Document(DocumentRef { id, json })
+            }
+            BlockKind::Commits => {
+                let json = take_record(buf, &mut pos, self.limits.max_record)?;
+                let commit: Commit = serde_json::from_slice(json).map_err(|e| Error::corrupt(format!("bad commit record: {e}")))?;
+                commit.validate().map_err(|e| Error::corrupt(e.to_string()))?;
+                let mut generation = 0;
+                for parent in &commit.parents {
+                    let Some(g) = self.generations.get(parent) else {
+                        return Err(Error::corrupt(format!("commit {:?} comes before its parent {parent:?}", commit.id)));
+                    };
+                    generation = generation.max(g + 1);
+                }
+                if self.last_commit.as_ref().is_some_and(|(g, id)| (*g, id.as_bytes()) >= (generation, commit.id.as_bytes())) {
+                    return Err(Error::corrupt(format!("commit {:?} is out of order or duplicated", commit.id)));
+                }
+                self.generations.insert(commit.id.clone(), generation);
+                self.last_commit = Some((generation, commit.id.clone()));
+                self.commits += 1;
+                Item::Commit(Box::new(commit))
+            }
+            _ => return Err(Error::corrupt("records in a block that holds none")),
+        };
+        self.cursor = pos;
+        Ok(item)
+    }
+
+    /// Reads one block. Returns an item for single-record blocks; for
+    /// record blocks, loads them and returns `None`.
+    fn next_block(&mut self) -> Result<Option<Item>> {
+        let start = self.offset;
+        let mut header = [0u8; BLOCK_HEADER_LEN];
+        let got = read_full(&mut self.input, &mut header)?;
+        if got == 0 && self.fragment.is_some() {
+            self.finish_fragment()?;
+            return Ok(None);
+        }
+        if got < BLOCK_HEADER_LEN {
+            return Err(Error::truncated(format!("bundle ends inside a block header at offset {start}")));
+        }
+        let kind = BlockKind::from_u8(header[0])?;
+        let codec = header[1];
+        let raw_len = u32::from_le_bytes([header[2], header[3], header[4], header[5]]);
+        let stored_len = u32::from_le_bytes([header[6], header[7], header[8], header[9]]);
+        if raw_len > self.limits.max_block_raw.min(MAX_BLOCK_RAW) {
+            return Err(Error::limit(format!("block of {raw_len} bytes at offset {start}; the limit is {}", self.limits.max_block_raw)));
+        }
+        match codec {
+            CODEC_STORED if stored_len == raw_len => {}
+            CODEC_ZSTD if stored_len < raw_len => {
+                if !within_ratio(raw_len.into(), stored_len.into()) {
+                    return Err(Error::limit(format!("block at offset {start} claims a compression ratio above the limit")));
+                }
+            }
+            CODEC_STORED | CODEC_ZSTD => return Err(Error::corrupt(format!("block at offset {start} has inconsistent lengths"))),
+            other => return Err(Error::corrupt(format!("unknown codec {other} at offset {start}"))),
+        }
+        self.stored.clear();
+        (&mut self.input).take(stored_len.into()).read_to_end(&mut self.stored).map_err(|e| from_read(e, "block"))?;
+        if self.stored.len() != stored_len as usize {
+            return Err(Error::truncated(format!("bundle ends inside the block at offset {start}")));
+        }
+        self.block.clear();
+        if codec == CODEC_ZSTD {
+            self.block.reserve_exact(raw_len as usize);
+            let n = self.zstd.decompress_to_buffer(&self.stored, &mut self.block).map_err(|e| Error::corrupt(format!("block at offset {start} does not decompress: {e}")))?;
+            if n != raw_len as usize {
+                return Err(Error::corrupt(format!("block at offset {start} decompresses to {n} bytes, not {raw_len}")));
+            }
+        } else {
+            self.block.extend_from_slice(&self.stored);
+        }
+        let block_len = (BLOCK_HEADER_LEN as u64) + u64::from(stored_len);
+        self.offset += block_len;
+        self.cursor = 0;
+        if kind == BlockKind::Toc {
+            self.block_kind = kind;
+            return self.finish(start).map(|()| None);
+        }
+        self.raw_bytes += u64::from(raw_len);
+        if self.raw_bytes > self.limits.max_total_raw {
+            return Err(Error::limit(format!("bundle content exceeds {} bytes", self.limits.max_total_raw)));
+        }
+        self.stored_bytes += block_len;
+        hash_block(&mut self.digest, kind, &self.block);
+        let item = match (kind, self.expect) {
+            (BlockKind::Schema, Expect::Schema) => {
+                let schema = canonical::parse(&self.block).map_err(|e| Error::corrupt(format!("schema: {e}")))?;
+                self.expect = Expect::Body;
+                Some(Item::Schema(schema))
+            }
+            (BlockKind::Collection, Expect::Body) => {
+                self.close_collection();
+                let mut pos = 0;
+                let name_len = get_varint(&self.block, &mut pos)? as usize;
+                if name_len > self.block.len() - pos {
+                    return Err(Error::corrupt("collection name runs past its block"));
+                }
+                let name = std::str::from_utf8(&self.block[pos..pos + name_len]).map_err(|_| Error::corrupt("collection name is not UTF-8"))?.to_string();
+                validate_collection_name(&name).map_err(|e| Error::corrupt(e.to_string()))?;
+                let config = match canonical::parse(&self.block[pos + name_len..]) {
+                    Ok(Value::Object(map)) => map,
+                    _ => return Err(Error::corrupt(format!("collection {name:?} has a malformed config"))),
+                };
+                if self.collections.last().is_some_and(|prev| prev.name.as_bytes() >= name.as_bytes()) {
+                    return Err(Error::corrupt(format!("collection {name:?} is out of order or duplicated")));
+                }
+                let mut hasher = blake3::Hasher::new();
+                hash_block(&mut hasher, kind, &self.block);
+                self.collection_hasher = Some(hasher);
+                self.collections.push(TocCollection {
+                    name: name.clone(),
+                    documents: 0,
+                    raw_bytes: u64::from(raw_len),
+                    stored_bytes: block_len,
+                    offset: start,
+                    hash: String::new(),
+                });
+                self.last_id = None;
+                self.block.clear();
+                Some(Item::Collection { name, config })
+            }
+            (BlockKind::Documents, Expect::Body) if self.collection_hasher.is_some() && raw_len > 0 => {
+                if let (Some(hasher), Some(entry)) = (self.collection_hasher.as_mut(), self.collections.last_mut()) {
+                    hash_block(hasher, kind, &self.block);
+                    entry.raw_bytes += u64::from(raw_len);
+                    entry.stored_bytes += block_len;
+                }
+                self.block_kind = kind;
+                None
+            }
+            (BlockKind::Commits, Expect::Body | Expect::Commits) if raw_len > 0 => {
+                self.close_collection();
+                self.history_offset.get_or_insert(start);
+                self.expect = Expect::Commits;
+                self.block_kind = kind;
+                None
+            }
+            (BlockKind::Branches, Expect::Body | Expect::Commits) => {
+                self.close_collection();
+                self.history_offset.get_or_insert(start);
+                let branches: BTreeMap<String, String> = serde_json::from_slice(&self.block).map_err(|e| Error::corrupt(format!("branches: {e}")))?;
+                for (name, head) in &branches {
+                    validate_id("branch", name).map_err(|e| Error::corrupt(e.to_string()))?;
+                    if !self.generations.contains_key(head) {
+                        return Err(Error::corrupt(format!("branch {name:?} points to unknown commit {head:?}")));
+                    }
+                }
+                self.branches = branches.len() as u64;
+                self.block.clear();
+                self.expect = Expect::Toc;
+                Some(Item::Branches(branches))
+            }
+            (kind, expect) => return Err(Error::corrupt(format!("unexpected {kind:?} block at offset {start} (expected {expect:?})"))),
+        };
+        if item.is_some() {
+            self.block.clear();
+        }
+        Ok(item)
+    }
+
+    fn close_collection(&mut self) {
+        if let (Some(hasher), Some(entry)) = (self.collection_hasher.take(), self.collections.last_mut()) {
+            entry.hash = hasher.finalize().to_hex().to_string();
+        }
+    }
+
+    /// Checks the table of contents (in `self.block`) against what was read,
+    /// then the trailer and the end of input.
+    fn finish(&mut self, toc_offset: u64) -> Result<()> {
+        if self.expect != Expect::Toc {
+            return Err(Error::corrupt(format!("table of contents at offset {toc_offset} comes too early")));
+        }
+        let toc: Toc = serde_json::from_slice(&self.block).map_err(|e| Error::corrupt(format!("table of contents: {e}")))?;
+        self.block.clear();
+        let computed = Toc {
+            digest: self.digest.finalize().to_hex().to_string(),
+            raw_bytes: self.raw_bytes,
+            stored_bytes: self.stored_bytes,
+            collections: std::mem::take(&mut self.collections),
+            commits: self.commits,
+            branches: self.branches,
+            history_offset: self.history_offset.unwrap_or(0),
+        };
+        if computed.digest != toc.digest {
+            return Err(Error::corrupt("content digest does not match the table of contents"));
+        }
+        if computed != toc {
+            return Err(Error::corrupt("table of contents does not match the content"));
+        }
+        let mut trailer = [0u8; TRAILER_LEN];
+        if read_full(&mut self.input, &mut trailer)? < TRAILER_LEN {
+            return Err(Error::truncated("bundle ends inside its trailer"));
+        }
+        let offset = u64::from_le_bytes(trailer[..8].try_into().map_err(|_| Error::corrupt("trailer"))?);
+        if trailer[8..] != END_MAGIC || offset != toc_offset {
+            return Err(Error::corrupt("bad trailer"));
+        }
+        let mut extra = [0u8; 1];
+        if read_full(&mut self.input, &mut extra)? != 0 {
+            return Err(Error::corrupt("trailing data after the bundle"));
+        }
+        self.offset += TRAILER_LEN as u64;
+        self.toc = Some(toc);
+        self.expect = Expect::Done;
+        Ok(())
+    }
+
+    fn finish_fragment(&mut self) -> Result<()> {
+        self.close_collection();
+        let expected = self.fragment.take();
+        let got = self.collections.pop();
+        if expected.is_none() || expected != got {
+            return Err(Error::corrupt("collection does not match its table of contents entry"));
+        }
+        self.expect = Expect::Done;
+        Ok(())
+    }
+}
+
+fn take_record<'a>(buf: &'a [u8], pos: &mut usize, max: usize) -> Result<&'a [u8]> {
+    let len = get_varint(buf, pos)? as usize;
+    if len > max.min(MAX_RECORD) || len > buf.len() - *pos {
+        return Err(Error::corrupt("record length out of bounds"));
+    }
+    let record = &buf[*pos..*pos + len];
+    *pos += len;
+    Ok(record)
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_full<R: Read>(input: &mut R, buf: &mut [u8]) -> Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(crate::error::into_error(e)),
+        }
+    }
+    Ok(filled)
+}
+
+fn read_header<R: Read>(input: &mut R, header: &mut [u8; HEADER_LEN]) -> Result<()> {
+    let got = read_full(input, header)?;
+    if got < MAGIC.len() || header[..MAGIC.len()] != MAGIC {
+        if got < MAGIC.len() && header[..got] == MAGIC[..got] {
+            return Err(Error::truncated("input ends inside the bundle magic"));
+        }
+        return Err(Error::NotABundle("bad magic (not a coffer bundle)".into()));
+    }
+    if got < HEADER_LEN {
+        return Err(Error::truncated("input ends inside the bundle header"));
+    }
+    let version = u16::from_le_bytes([header[8], header[9]]);
+    let flags = u16::from_le_bytes([header[10], header[11]]);
+    if version != VERSION {
+        return Err(Error::UnsupportedVersion(format!("bundle version {version}; this build reads version {VERSION}")));
+    }
+    if flags != 0 {
+        return Err(Error::UnsupportedVersion(format!("bundle flags {flags:#06x} are not understood")));
+    }
+    Ok(())
+}
+
+/// Reads the table of contents of a seekable bundle without decoding the
+/// content (it is not checked against the content: use a full read for that).
+pub fn read_toc<R: Read + Seek>(input: &mut R) -> Result<Toc> {
+    input.seek(SeekFrom::Start(0))?;
+    let mut header = [0u8; HEADER_LEN];
+    read_header(input, &mut header)?;
+    let len = input.seek(SeekFrom::End(0))?;
+    let min = (HEADER_LEN + BLOCK_HEADER_LEN + TRAILER_LEN) as u64;
+    if len < min {
+        return Err(Error::truncated("bundle too short to hold a table of contents"));
+    }
+    input.seek(SeekFrom::Start(len - TRAILER_LEN as u64))?;
+    let mut trailer = [0u8; TRAILER_LEN];
+    input.read_exact(&mut trailer).map_err(|e| from_read(e, "trailer"))?;
+    if trailer[8..] != END_MAGIC {
+        return Err(Error::truncated("bundle has no trailer (truncated?)"));
+    }
+    let toc_offset = u64::from_le_bytes(trailer[..8].try_into().map_err(|_| Error::corrupt("trailer"))?);
+    if toc_offset < HEADER_LEN as u64 || toc_offset > len - min + HEADER_LEN as u64 {
+        return Err(Error::corrupt("table of contents offset out of range"));
+    }
+    input.seek(SeekFrom::Start(toc_offset))?;
+    let toc_len = len - TRAILER_LEN as u64 - toc_offset;
+    let mut fragment = BundleReader::with_state(input.take(toc_len), ReadLimits::default(), toc_offset, Expect::Toc, None)?;
+    fragment.read_toc_block()
+}
+
+impl<R: Read> BundleReader<R> {
+    /// Reads exactly one TOC block and nothing else (used by [`read_toc`]).
+    fn read_toc_block(&mut self) -> Result<Toc> {
+        let mut header = [0u8; BLOCK_HEADER_LEN];
+        if read_full(&mut self.input, &mut header)? < BLOCK_HEADER_LEN || header[0] != BlockKind::Toc as u8 {
+            return Err(Error::corrupt("no table of contents block where the trailer points"));
+        }
+        let stored_len = u32::from_le_bytes([header[6], header[7], header[8], header[9]]);
+        let raw_len = u32::from_le_bytes([header[2], header[3], header[4], header[5]]);
+        if raw_len > MAX_RECORD as u32 {
+            return Err(Error::limit("table of contents too large"));
+        }
+        self.stored.clear();
+        (&mut self.input).take(stored_len.into()).read_to_end(&mut self.stored)?;
+        let mut extra = [0u8; 1];
+        if self.stored.len() != stored_len as usize || read_full(&mut self.input, &mut extra)? != 0 {
+            return Err(Error::corrupt("table of contents block does not end at the trailer"));
+        }
+        let raw = match header[1] {
+            CODEC_STORED if raw_len == stored_len => self.stored.clone(),
+            CODEC_ZSTD if stored_len < raw_len && within_ratio(raw_len.into(), stored_len.into()) => {
+                let mut raw = Vec::with_capacity(raw_len as usize);
+                let n = self.zstd.decompress_to_buffer(&self.stored, &mut raw).map_err(|e| Error::corrupt(format!("table of contents: {e}")))?;
+                if n != raw_len as usize {
+                    return Err(Error::corrupt("table of contents has the wrong length"));
+                }
+                raw
+            }
+            _ => return Err(Error::corrupt("table of contents block has a bad codec or lengths")),
+        };
+        serde_json::from_slice(&raw).map_err(|e| Error::corrupt(format!("table of contents: {e}")))
+    }
+}
+
+/// Opens one collection of a seekable bundle: yields its
+/// [`Item::Collection`] then its documents, and checks the collection's hash
+/// and counts against the table of contents at the end. Nothing else is decoded.
+pub fn read_collection<R: Read + Seek>(mut input: R, name: &str) -> Result<BundleReader<Take<R>>> {
+    let toc = read_toc(&mut input)?;
+    let Some(entry) = toc.collections.iter().find(|c| c.name == name).cloned() else {
+        return Err(Error::invalid(format!("the bundle has no collection {name:?}")));
+    };
+    input.seek(SeekFrom::Start(entry.offset))?;
+    let stored = entry.stored_bytes;
+    let offset = entry.offset;
+    BundleReader::with_state(input.take(stored), ReadLimits::default(), offset, Expect::Body, Some(entry))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_errors_have_precise_codes() {
+        let code = |b: &[u8]| BundleReader::new(b, ReadLimits::default()).err().map(|e| e.code());
+        assert_eq!(code(b"hello world, not a bundle"), Some("NOT_A_BUNDLE"));
+        assert_eq!(code(&MAGIC[..5]), Some("TRUNCATED"));
+        assert_eq!(code(b""), Some("TRUNCATED"));
+        let mut v2 = MAGIC.to_vec();
+        v2.extend_from_slice(&2u16.to_le_bytes());
+        v2.extend_from_slice(&0u16.to_le_bytes());
+        assert_eq!(code(&v2), Some("UNSUPPORTED_VERSION"));
+    }
+}

@@ -1,0 +1,326 @@
+//! The streaming bundle writer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+
+use serde_json::{Map, Value};
+
+use super::compress::{encode_block, new_zstd, Compressor};
+use super::{hash_block, put_varint, BlockKind, Summary, Toc, TocCollection, BLOCK_TARGET, END_MAGIC, MAGIC, MAX_RECORD, VERSION};
+use crate::canonical;
+use crate::error::{Error, Result};
+use crate::snapshot::{validate_collection_name, validate_id, Commit};
+
+/// Options of the bundle writer. None of them changes the bytes written.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    /// Compression threads; 0 picks the machine's parallelism.
+    pub threads: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Collections,
+    History,
+}
+
+/// Where a block's bytes count in the table of contents.
+#[derive(Clone, Copy)]
+enum Owner {
+    Schema,
+    /// First block of collection i (its offset goes in the TOC).
+    CollectionStart(usize),
+    Collection(usize),
+    /// First block of the history (its offset goes in the TOC).
+    HistoryStart,
+    History,
+}
+
+/// Writes a bundle item by item, in canonical order, in bounded memory.
+///
+/// Call [`begin_collection`](Self::begin_collection) for each collection in
+/// increasing name order, [`add_document`](Self::add_document) for its
+/// documents in increasing id order, then [`add_commit`](Self::add_commit) in
+/// canonical order (generation, then id), then [`finish`](Self::finish).
+/// Any order violation is `INVALID_INPUT`: the writer never silently produces
+/// a non-canonical bundle.
+pub struct BundleWriter<W: Write> {
+    out: W,
+    offset: u64,
+    compressor: Compressor,
+    owners: std::collections::VecDeque<Owner>,
+    stage: Stage,
+    /// Records of the open documents or commits block.
+    buf: Vec<u8>,
+    buf_kind: BlockKind,
+    digest: blake3::Hasher,
+    collection_hasher: Option<blake3::Hasher>,
+    collections: Vec<TocCollection>,
+    last_id: Option<String>,
+    generations: HashMap<String, u64>,
+    last_commit: Option<(u64, String)>,
+    commits: u64,
+    history_started: bool,
+    history_offset: u64,
+    raw_bytes: u64,
+    stored_bytes: u64,
+    scratch: Vec<u8>,
+}
+
+impl<W: Write> BundleWriter<W> {
+    /// Starts a bundle: writes the header and the schema block.
+    pub fn new(mut out: W, schema: &Value, options: WriteOptions) -> Result<Self> {
+        let mut header = Vec::with_capacity(super::HEADER_LEN);
+        header.extend_from_slice(&MAGIC);
+        header.extend_from_slice(&VERSION.to_le_bytes());
+        header.extend_from_slice(&0u16.to_le_bytes());
+        out.write_all(&header)?;
+        let mut writer = Self {
+            out,
+            offset: header.len() as u64,
+            compressor: Compressor::new(options.threads)?,
+            owners: Default::default(),
+            stage: Stage::Collections,
+            buf: Vec::with_capacity(BLOCK_TARGET + 64 * 1024),
+            buf_kind: BlockKind::Documents,
+            digest: blake3::Hasher::new(),
+            collection_hasher: None,
+            collections: Vec::new(),
+            last_id: None,
+            generations: HashMap::new(),
+            last_commit: None,
+            commits: 0,
+            history_started: false,
+            history_offset: 0,
+            raw_bytes: 0,
+            stored_bytes: 0,
+            scratch: Vec::new(),
+        };
+        let schema = canonical::to_vec(schema)?;
+        check_record(schema.len(), "schema")?;
+        writer.submit(BlockKind::Schema, schema, Owner::Schema)?;
+        Ok(writer)
+    }
+
+    /// Starts the next collection (names strictly increasing).
+    pub fn begin_collection(&mut self, name: &str, config: &Map<String, Value>) -> Result<()> {
+        validate_collection_name(name)?;
+        if self.stage != Stage::Collections {
+            return Err(Error::invalid("collections must come before commits"));
+        }
+        if let Some(prev) = self.collections.last() {
+            if prev.name.as_bytes() >= name.as_bytes() {
+                return Err(Error::invalid(format!("collection {name:?} added after {:?}: names must be unique and increasing", prev.name)));
+            }
+        }
+        self.flush_records()?;
+        self.finish_collection_hash();
+        self.collections.push(TocCollection {
+            name: name.to_string(),
+            documents: 0,
+            raw_bytes: 0,
+            stored_bytes: 0,
+            offset: 0,
+            hash: String::new(),
+        });
+        self.collection_hasher = Some(blake3::Hasher::new());
+        self.last_id = None;
+        let config = canonical::to_vec(&Value::Object(config.clone()))?;
+        check_record(config.len(), "collection config")?;
+        let mut raw = Vec::with_capacity(name.len() + config.len() + 2);
+        put_varint(&mut raw, name.len() as u64);
+        raw.extend_from_slice(name.as_bytes());
+        raw.extend_from_slice(&config);
+        self.buf_kind = BlockKind::Documents;
+        self.submit(BlockKind::Collection, raw, Owner::CollectionStart(self.collections.len() - 1))
+    }
+
+    /// Adds a document to the current collection (ids strictly increasing).
+    pub fn add_document(&mut self, id: &str, doc: &Value) -> Result<()> {
+        let mut json = std::mem::take(&mut self.scratch);
+        json.clear();
+        let result = canonical::write(doc, &mut json).and_then(|()| self.add_canonical_document(id, &json));
+        self.scratch = json;
+        result
+    }
+
+    /// Adds a document given as JSON text (canonicalized here).
+    pub fn add_document_json(&mut self, id: &str, json: &[u8]) -> Result<()> {
+        let value = canonical::parse(json)?;
+        self.add_document(id, &value)
+    }
+
+    fn add_canonical_document(&mut self, id: &str, json: &[u8]) -> Result<()> {
+        validate_id("document", id)?;
+        check_record(json.len(), "document")?;
+        let Some(index) = self.collections.len().checked_sub(1).filter(|_| self.stage == Stage::Collections) else {
+            return Err(Error::invalid("a document must follow begin_collection"));
+        };
+        if let Some(last) = &self.last_id {
+            if last.as_bytes() >= id.as_bytes() {
+                return Err(Error::invalid(format!(
+                    "document {id:?} in {:?} added after {last:?}: ids must be unique and increasing",
+                    self.collections[index].name
+                )));
+            }
+        }
+        put_varint(&mut self.buf, id.len() as u64);
+        self.buf.extend_from_slice(id.as_bytes());
+        put_varint(&mut self.buf, json.len() as u64);
+        self.buf.extend_from_slice(json);
+        self.collections[index].documents += 1;
+        self.last_id = Some(id.to_string());
+        if self.buf.len() >= BLOCK_TARGET {
+            self.flush_records()?;
+        }
+        Ok(())
+    }
+
+    /// Adds a commit. Its parents must already have been added, and commits
+    /// must come in canonical order: generation, then id.
+    pub fn add_commit(&mut self, commit: &Commit) -> Result<()> {
+        commit.validate()?;
+        let mut generation = 0;
+        for parent in &commit.parents {
+            let Some(g) = self.generations.get(parent) else {
+                return Err(Error::invalid(format!("commit {:?} added before its parent {parent:?}", commit.id)));
+            };
+            generation = generation.max(g + 1);
+        }
+        if let Some((last_gen, last_id)) = &self.last_commit {
+            if (*last_gen, last_id.as_bytes()) >= (generation, commit.id.as_bytes()) {
+                return Err(Error::invalid(format!("commit {:?} is out of canonical order (generation, id) or a duplicate", commit.id)));
+            }
+        }
+        let json = canonical::to_vec(&serde_json::to_value(commit).map_err(|e| Error::invalid(e.to_string()))?)?;
+        check_record(json.len(), "commit")?;
+        if self.stage == Stage::Collections {
+            self.enter_history()?;
+        }
+        put_varint(&mut self.buf, json.len() as u64);
+        self.buf.extend_from_slice(&json);
+        self.generations.insert(commit.id.clone(), generation);
+        self.last_commit = Some((generation, commit.id.clone()));
+        self.commits += 1;
+        if self.buf.len() >= BLOCK_TARGET {
+            self.flush_records()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the branches, the table of contents and the trailer; returns
+    /// the output and a summary. Every branch head must be a commit added.
+    pub fn finish(mut self, branches: &BTreeMap<String, String>) -> Result<(W, Summary)> {
+        for (name, head) in branches {
+            validate_id("branch", name)?;
+            if !self.generations.contains_key(head) {
+                return Err(Error::invalid(format!("branch {name:?} points to unknown commit {head:?}")));
+            }
+        }
+        if self.stage == Stage::Collections {
+            self.enter_history()?;
+        }
+        self.flush_records()?;
+        let json = canonical::to_vec(&serde_json::to_value(branches).map_err(|e| Error::invalid(e.to_string()))?)?;
+        check_record(json.len(), "branches")?;
+        let owner = if self.commits == 0 { Owner::HistoryStart } else { Owner::History };
+        self.submit(BlockKind::Branches, json, owner)?;
+        self.drain(0)?;
+        let toc = Toc {
+            digest: self.digest.finalize().to_hex().to_string(),
+            raw_bytes: self.raw_bytes,
+            stored_bytes: self.stored_bytes,
+            collections: std::mem::take(&mut self.collections),
+            commits: self.commits,
+            branches: branches.len() as u64,
+            history_offset: self.history_offset,
+        };
+        let toc_json = canonical::to_vec(&serde_json::to_value(&toc).map_err(|e| Error::invalid(e.to_string()))?)?;
+        let toc_block = encode_block(&mut new_zstd()?, BlockKind::Toc, &toc_json)?;
+        let toc_offset = self.offset;
+        self.out.write_all(&toc_block)?;
+        self.out.write_all(&toc_offset.to_le_bytes())?;
+        self.out.write_all(&END_MAGIC)?;
+        self.out.flush()?;
+        let bytes = toc_offset + toc_block.len() as u64 + super::TRAILER_LEN as u64;
+        Ok((self.out, Summary { toc, bytes }))
+    }
+
+    fn enter_history(&mut self) -> Result<()> {
+        self.flush_records()?;
+        self.finish_collection_hash();
+        self.stage = Stage::History;
+        self.buf_kind = BlockKind::Commits;
+        Ok(())
+    }
+
+    fn finish_collection_hash(&mut self) {
+        if let (Some(hasher), Some(last)) = (self.collection_hasher.take(), self.collections.last_mut()) {
+            last.hash = hasher.finalize().to_hex().to_string();
+        }
+    }
+
+    /// Closes the open documents or commits block, if it holds records.
+    fn flush_records(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let raw = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK_TARGET + 64 * 1024));
+        let owner = match (self.buf_kind, self.collections.len().checked_sub(1)) {
+            (BlockKind::Documents, Some(index)) => Owner::Collection(index),
+            _ if self.history_started => Owner::History,
+            _ => Owner::HistoryStart,
+        };
+        self.submit(self.buf_kind, raw, owner)
+    }
+
+    /// Hashes a block's raw payload and hands it to the compressor.
+    fn submit(&mut self, kind: BlockKind, raw: Vec<u8>, owner: Owner) -> Result<()> {
+        hash_block(&mut self.digest, kind, &raw);
+        match owner {
+            Owner::CollectionStart(index) | Owner::Collection(index) => {
+                if let Some(hasher) = self.collection_hasher.as_mut() {
+                    hash_block(hasher, kind, &raw);
+                }
+                self.collections[index].raw_bytes += raw.len() as u64;
+            }
+            Owner::HistoryStart => self.history_started = true,
+            Owner::Schema | Owner::History => {}
+        }
+        self.raw_bytes += raw.len() as u64;
+        self.compressor.submit(kind, raw);
+        self.owners.push_back(owner);
+        let max = self.compressor.max_in_flight;
+        self.drain(max)
+    }
+
+    /// Writes finished blocks until at most `keep` are in flight.
+    fn drain(&mut self, keep: usize) -> Result<()> {
+        while self.compressor.in_flight.len() > keep {
+            let (Some(pending), Some(owner)) = (self.compressor.in_flight.pop_front(), self.owners.pop_front()) else {
+                break;
+            };
+            let block = pending.wait()?;
+            match owner {
+                Owner::CollectionStart(index) => {
+                    self.collections[index].offset = self.offset;
+                    self.collections[index].stored_bytes += block.len() as u64;
+                }
+                Owner::Collection(index) => self.collections[index].stored_bytes += block.len() as u64,
+                Owner::HistoryStart => self.history_offset = self.offset,
+                Owner::Schema | Owner::History => {}
+            }
+            self.out.write_all(&block)?;
+            self.offset += block.len() as u64;
+            self.stored_bytes += block.len() as u64;
+        }
+        Ok(())
+    }
+}
+
+fn check_record(len: usize, what: &str) -> Result<()> {
+    if len > MAX_RECORD {
+        return Err(Error::limit(format!("{what} is {len} bytes; the limit is {MAX_RECORD}")));
+    }
+    Ok(())
+}
