@@ -10,6 +10,8 @@ pub mod canonical;
 pub mod dir;
 pub mod error;
 pub mod seal;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod snapshot;
 
 pub use error::{Error, Result};

@@ -1,0 +1,604 @@
+//! STREAM over fixed-size segments: push-style [`Encryptor`]/[`Decryptor`]
+//! (what the wasm `TransformStream`s wrap) and the `Write`/`Read` adapters
+//! [`SealWriter`]/[`OpenReader`] (what the CLI and server use).
+
+use std::io::{self, Read, Write};
+
+use aead_stream::{NewStream, StreamBE32, StreamPrimitive};
+use aes_gcm::Aes256Gcm;
+use zeroize::Zeroizing;
+
+use super::header::{Header, Stanza, NONCE_LEN, PREFIX_LEN};
+use super::keys::{self, FileKey, SALT_LEN};
+use super::{HeaderInfo, Key, OpenLimits, OsRandom, RandomSource, Recipient, SealOptions, TAG_LEN};
+use crate::error::{Error, Result};
+
+/// Segments handed to worker threads at once (native builds).
+const BATCH_SEGMENTS: usize = 8;
+
+/// The 12-byte AES-GCM nonce of segment `counter`: seven zero bytes, the
+/// counter as u32 big-endian, and 1 for the last segment (else 0). The
+/// payload key is unique per file, so the prefix needs no randomness.
+pub fn segment_nonce(counter: u32, last: bool) -> [u8; 12] {
+    let mut nonce = [0u8; 12];
+    nonce[7..11].copy_from_slice(&counter.to_be_bytes());
+    nonce[11] = u8::from(last);
+    nonce
+}
+
+/// The STREAM primitive for a payload key.
+struct Stream(StreamBE32<Aes256Gcm>);
+
+impl Stream {
+    fn new(payload_key: &[u8; 32]) -> Self {
+        Stream(StreamBE32::new(payload_key.into(), &Default::default()))
+    }
+
+    /// Encrypts `buf[..len - TAG_LEN]` in place, writing the tag after it.
+    fn seal(&self, counter: u32, last: bool, buf: &mut [u8]) -> Result<()> {
+        let len = buf.len() - TAG_LEN;
+        let mut b = SliceBuffer { buf, len };
+        self.0.encrypt_in_place(counter, last, &[], &mut b).map_err(|_| Error::invalid("segment encryption failed"))
+    }
+
+    /// Decrypts a ciphertext segment (plaintext ‖ tag) in place. On failure
+    /// the buffer is unchanged (AES-GCM checks the tag before decrypting).
+    fn open(&self, counter: u32, last: bool, buf: &mut [u8]) -> bool {
+        let len = buf.len();
+        let mut b = SliceBuffer { buf, len };
+        self.0.decrypt_in_place(counter, last, &[], &mut b).is_ok()
+    }
+}
+
+/// `aead::Buffer` over a fixed slice (the crate offers it for `Vec` only).
+/// Lets segments be processed in place inside one large buffer, in parallel.
+struct SliceBuffer<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl AsRef<[u8]> for SliceBuffer<'_> {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+impl AsMut<[u8]> for SliceBuffer<'_> {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[..self.len]
+    }
+}
+impl aes_gcm::aead::Buffer for SliceBuffer<'_> {
+    fn extend_from_slice(&mut self, other: &[u8]) -> aes_gcm::aead::Result<()> {
+        let end = self.len.checked_add(other.len()).filter(|&e| e <= self.buf.len()).ok_or(aes_gcm::aead::Error)?;
+        self.buf[self.len..end].copy_from_slice(other);
+        self.len = end;
+        Ok(())
+    }
+    fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+}
+
+/// Runs `job(index, chunk)` over `chunks`, on up to `threads` threads.
+fn for_each_parallel<T: Send>(chunks: Vec<T>, threads: usize, job: impl Fn(T) -> Result<()> + Sync) -> Result<()> {
+    #[cfg(not(target_arch = "wasm32"))]
+    if threads > 1 && chunks.len() > 1 {
+        let per = chunks.len().div_ceil(threads);
+        let mut groups: Vec<Vec<T>> = Vec::new();
+        let mut iter = chunks.into_iter().peekable();
+        while iter.peek().is_some() {
+            groups.push(iter.by_ref().take(per).collect());
+        }
+        let job = &job;
+        return std::thread::scope(|s| {
+            let handles: Vec<_> = groups.into_iter().map(|g| s.spawn(move || g.into_iter().try_for_each(job))).collect();
+            handles.into_iter().try_for_each(|h| h.join().map_err(|_| Error::Io(io::Error::other("worker panicked")))?)
+        });
+    }
+    let _ = threads;
+    chunks.into_iter().try_for_each(job)
+}
+
+fn default_threads(requested: usize) -> usize {
+    if requested > 0 {
+        return requested;
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        std::thread::available_parallelism().map_or(1, |n| n.get()).min(8)
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        1
+    }
+}
+
+/// Push-style sealing: give it plaintext, get ciphertext back.
+///
+/// The first output starts with the header. A full segment is only
+/// emitted once more plaintext follows it, because the final segment must
+/// carry the "last" flag.
+pub struct Encryptor {
+    stream: Stream,
+    header: Option<Vec<u8>>,
+    info: HeaderInfo,
+    payload_key: Zeroizing<[u8; 32]>,
+    segment: usize,
+    counter: u32,
+    pending: Vec<u8>,
+    threads: usize,
+}
+
+impl Encryptor {
+    /// Starts sealing to `recipients` (random from the OS).
+    pub fn new(recipients: &[Recipient], options: &SealOptions) -> Result<Self> {
+        Self::with_random(recipients, options, &mut OsRandom)
+    }
+
+    /// Starts sealing with an explicit random source (tests use a seeded one).
+    pub fn with_random(recipients: &[Recipient], options: &SealOptions, rng: &mut dyn RandomSource) -> Result<Self> {
+        if recipients.is_empty() {
+            return Err(Error::invalid("no recipient: give a passphrase or at least one public key"));
+        }
+        if recipients.len() > super::MAX_RECIPIENTS {
+            return Err(Error::invalid(format!("at most {} recipients", super::MAX_RECIPIENTS)));
+        }
+        if recipients.len() > 1 && recipients.iter().any(|r| matches!(r, Recipient::Passphrase(_))) {
+            return Err(Error::invalid("a passphrase cannot be combined with other recipients"));
+        }
+        if !(super::header::MIN_SEGMENT_LOG2..=super::header::MAX_SEGMENT_LOG2).contains(&options.segment_log2) {
+            return Err(Error::invalid("segment size must be 2^14..=2^24 bytes"));
+        }
+        options.kdf.check(&OpenLimits::default()).map_err(|e| Error::invalid(e.to_string()))?;
+        let metadata = match &options.metadata {
+            Some(map) => crate::canonical::to_vec(&serde_json::Value::Object(map.clone()))?,
+            None => Vec::new(),
+        };
+        if metadata.len() > super::MAX_METADATA {
+            return Err(Error::limit(format!("metadata of {} bytes exceeds {}", metadata.len(), super::MAX_METADATA)));
+        }
+        let file_key = FileKey::generate(rng)?;
+        let mut nonce = [0u8; NONCE_LEN];
+        rng.fill(&mut nonce)?;
+        let mut stanzas = Vec::with_capacity(recipients.len());
+        for recipient in recipients {
+            stanzas.push(match recipient {
+                Recipient::Passphrase(p) => {
+                    if p.is_empty() {
+                        return Err(Error::invalid("empty passphrase"));
+                    }
+                    let mut salt = [0u8; SALT_LEN];
+                    rng.fill(&mut salt)?;
+                    let wrapped = keys::wrap_passphrase(p.as_bytes(), &salt, &options.kdf, &file_key)?;
+                    Stanza::Passphrase { salt, kdf: options.kdf.clone(), wrapped }
+                }
+                Recipient::X25519(pk) => {
+                    let (ephemeral, wrapped) = keys::wrap_x25519(pk, &file_key, rng)?;
+                    Stanza::X25519 { ephemeral, wrapped }
+                }
+            });
+        }
+        let header = Header::build(options.segment_log2, nonce, stanzas, metadata, &file_key)?;
+        let payload_key = header.payload_key(&file_key);
+        Ok(Self {
+            stream: Stream::new(&payload_key),
+            info: header.info(),
+            header: Some(header.to_bytes()),
+            payload_key,
+            segment: header.segment_size(),
+            counter: 0,
+            pending: Vec::new(),
+            threads: default_threads(options.threads),
+        })
+    }
+
+    /// What `inspect` will show for the file being written.
+    pub fn info(&self) -> &HeaderInfo {
+        &self.info
+    }
+
+    /// The header bytes, if not yet emitted (they are emitted by the first
+    /// `push`/`finish` otherwise). For callers that frame segments themselves.
+    pub fn take_header(&mut self) -> Option<Vec<u8>> {
+        self.header.take()
+    }
+
+    /// The payload key, for a caller that encrypts segments itself (the wasm
+    /// build hands it to WebCrypto). Segment `i` is AES-256-GCM under this key
+    /// with nonce [`segment_nonce`]`(i, last)` and no associated data.
+    pub fn payload_key(&self) -> &[u8; 32] {
+        &self.payload_key
+    }
+
+    /// Plaintext bytes per segment.
+    pub fn segment_size(&self) -> usize {
+        self.segment
+    }
+
+    /// Adds plaintext; returns the ciphertext that can be emitted so far.
+    pub fn push(&mut self, data: &[u8]) -> Result<Vec<u8>> {
+        let mut out = self.header.take().unwrap_or_default();
+        self.pending.extend_from_slice(data);
+        if self.pending.len() > self.segment {
+            // Keep at least one byte back: only then is every emitted segment known not to be last.
+            let full = (self.pending.len() - 1) / self.segment;
+            self.seal_segments(full, false, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// Seals the final segment; returns the remaining ciphertext.
+    pub fn finish(mut self) -> Result<Vec<u8>> {
+        let mut out = self.header.take().unwrap_or_default();
+        // pending holds 1..=segment bytes, or 0 when nothing was pushed at all.
+        self.seal_segments(1, true, &mut out)?;
+        Ok(out)
+    }
+
+    /// Seals `count` segments from `pending` (the last of them flagged
+    /// `last` if set) and appends them to `out`.
+    fn seal_segments(&mut self, count: usize, last: bool, out: &mut Vec<u8>) -> Result<()> {
+        let take = if last { self.pending.len() } else { count * self.segment };
+        let start = out.len();
+        let seg = self.segment;
+        let segments = if last { 1 } else { count };
+        out.resize(start + take + segments * TAG_LEN, 0);
+        let mut jobs = Vec::with_capacity(segments);
+        let mut rest = &mut out[start..];
+        let mut plain = &self.pending[..take];
+        for i in 0..segments {
+            let n = plain.len().min(seg);
+            let (chunk, tail) = std::mem::take(&mut rest).split_at_mut(n + TAG_LEN);
+            chunk[..n].copy_from_slice(&plain[..n]);
+            plain = &plain[n..];
+            rest = tail;
+            let counter = self.counter.checked_add(i as u32).ok_or_else(|| Error::limit("too many segments"))?;
+            jobs.push((counter, last && i + 1 == segments, chunk));
+        }
+        if segments > 0 && self.counter.checked_add(segments as u32).is_none() {
+            return Err(Error::limit("too many segments"));
+        }
+        let stream = &self.stream;
+        for_each_parallel(jobs, self.threads, |(counter, last, chunk)| stream.seal(counter, last, chunk))?;
+        self.counter = self.counter.wrapping_add(segments as u32);
+        self.pending.drain(..take);
+        Ok(())
+    }
+}
+
+enum DecState {
+    /// Collecting the header.
+    Header(Vec<u8>),
+    Body { stream: Stream, payload_key: Zeroizing<[u8; 32]>, segment: usize, counter: u32, pending: Vec<u8> },
+    Done,
+}
+
+/// Push-style opening: give it sealed bytes, get plaintext back. Nothing is
+/// returned before its segment's tag has verified; `finish` checks that the
+/// stream ended exactly after its final segment.
+pub struct Decryptor {
+    keys: Vec<KeyRef>,
+    limits: OpenLimits,
+    state: DecState,
+    info: Option<HeaderInfo>,
+    threads: usize,
+}
+
+/// Keys are borrowed at construction and kept as owned copies, so the
+/// `Decryptor` has no lifetime (it lives inside JS objects in wasm).
+enum KeyRef {
+    Passphrase(Zeroizing<String>),
+    Identity(keys::Identity),
+}
+
+impl Decryptor {
+    /// Starts opening with any of `keys`.
+    pub fn new(keys: &[Key], limits: OpenLimits) -> Self {
+        let keys = keys
+            .iter()
+            .filter_map(|k| match k {
+                Key::Passphrase(p) => Some(KeyRef::Passphrase(p.clone())),
+                Key::Identity(id) => id.to_secret_string().parse().ok().map(KeyRef::Identity),
+            })
+            .collect();
+        Self { keys, limits, state: DecState::Header(Vec::new()), info: None, threads: default_threads(0) }
+    }
+
+    /// Sets the number of worker threads (0 = the machine's parallelism).
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = default_threads(threads);
+    }
+
+    /// The header, once it has been read and authenticated.
+    pub fn info(&self) -> Option<&HeaderInfo> {
+        self.info.as_ref()
+    }
+
+    /// The payload key and segment size once the header is authenticated,
+    /// for a caller that decrypts segments itself (see [`Encryptor::payload_key`]).
+    pub fn payload_key(&self) -> Option<(&[u8; 32], usize)> {
+        match &self.state {
+            DecState::Body { payload_key, segment, .. } => Some((payload_key, *segment)),
+            _ => None,
+        }
+    }
+
+    /// Bytes of header still needed before [`payload_key`](Self::payload_key) is available
+    /// (0 once the header is done). Lets a framing-only caller feed exactly the header.
+    pub fn header_bytes_needed(&self) -> usize {
+        match &self.state {
+            DecState::Header(buf) if buf.len() < PREFIX_LEN => PREFIX_LEN - buf.len(),
+            DecState::Header(buf) => Header::total_len(buf).map_or(1, |t| t.saturating_sub(buf.len()).max(1)),
+            _ => 0,
+        }
+    }
+
+    /// Adds sealed bytes; returns the plaintext verified so far.
+    pub fn push(&mut self, mut data: &[u8]) -> Result<Vec<u8>> {
+        let result = self.push_inner(&mut data);
+        if result.is_err() {
+            self.state = DecState::Done;
+        }
+        result
+    }
+
+    fn push_inner(&mut self, data: &mut &[u8]) -> Result<Vec<u8>> {
+        if let DecState::Header(buf) = &mut self.state {
+            if buf.len() < PREFIX_LEN {
+                let n = (PREFIX_LEN - buf.len()).min(data.len());
+                buf.extend_from_slice(&data[..n]);
+                *data = &data[n..];
+                if buf.len() < PREFIX_LEN {
+                    Header::total_len(buf).map(|_| ()).or_else(|e| if e.code() == "TRUNCATED" { Ok(()) } else { Err(e) })?;
+                    return Ok(Vec::new());
+                }
+            }
+            let total = Header::total_len(buf)?;
+            let n = (total - buf.len()).min(data.len());
+            buf.extend_from_slice(&data[..n]);
+            *data = &data[n..];
+            if buf.len() < total {
+                return Ok(Vec::new());
+            }
+            let header = Header::parse(buf, &self.limits)?;
+            let file_key = self.unlock(&header)?;
+            header.verify(&file_key)?;
+            let payload_key = header.payload_key(&file_key);
+            self.info = Some(header.info());
+            self.state = DecState::Body { stream: Stream::new(&payload_key), payload_key, segment: header.segment_size(), counter: 0, pending: Vec::new() };
+        }
+        let threads = self.threads;
+        match &mut self.state {
+            DecState::Body { stream, segment, counter, pending, .. } => {
+                pending.extend_from_slice(data);
+                let unit = *segment + TAG_LEN;
+                if pending.len() <= unit {
+                    return Ok(Vec::new());
+                }
+                // Every complete segment followed by more data is not the last one.
+                let count = (pending.len() - 1) / unit;
+                let mut out = Vec::new();
+                open_segments(stream, counter, pending, count, unit, threads, &mut out)?;
+                Ok(out)
+            }
+            DecState::Done => Err(Error::invalid("decryptor already failed or finished")),
+            DecState::Header(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Ends the stream: checks and returns the final segment.
+    pub fn finish(mut self) -> Result<Vec<u8>> {
+        match std::mem::replace(&mut self.state, DecState::Done) {
+            DecState::Header(buf) => {
+                Header::total_len(&buf)?;
+                Err(Error::truncated("input ends inside the sealed header"))
+            }
+            DecState::Done => Err(Error::invalid("decryptor already failed or finished")),
+            DecState::Body { stream, segment, counter, mut pending, .. } => {
+                if pending.len() < TAG_LEN {
+                    return Err(Error::truncated("input ends before the final segment"));
+                }
+                if stream.open(counter, true, &mut pending) {
+                    pending.truncate(pending.len() - TAG_LEN);
+                    if pending.is_empty() && counter > 0 {
+                        return Err(Error::corrupt("empty final segment after a full one"));
+                    }
+                    return Ok(pending);
+                }
+                if pending.len() == segment + TAG_LEN && stream.open(counter, false, &mut pending) {
+                    return Err(Error::truncated("input ends at a segment boundary: the final segment is missing"));
+                }
+                Err(Error::corrupt(format!("segment {counter} failed authentication (damaged or truncated)")))
+            }
+        }
+    }
+
+    fn unlock(&self, header: &Header) -> Result<FileKey> {
+        let has_passphrase = header.stanzas.iter().any(|s| matches!(s, Stanza::Passphrase { .. }));
+        let mut tried = false;
+        for key in &self.keys {
+            for stanza in &header.stanzas {
+                let found = match (key, stanza) {
+                    (KeyRef::Passphrase(p), Stanza::Passphrase { salt, kdf, wrapped }) => {
+                        tried = true;
+                        keys::unwrap_passphrase(p.as_bytes(), salt, kdf, wrapped)?
+                    }
+                    (KeyRef::Identity(id), Stanza::X25519 { ephemeral, wrapped }) => {
+                        tried = true;
+                        keys::unwrap_x25519(id, ephemeral, wrapped)
+                    }
+                    _ => None,
+                };
+                if let Some(file_key) = found {
+                    return Ok(file_key);
+                }
+            }
+        }
+        if !tried {
+            let want = if has_passphrase { "a passphrase" } else { "an identity (private key)" };
+            return Err(Error::WrongKey(format!("the file is sealed to {want}, and none was given")));
+        }
+        Err(Error::WrongKey(if has_passphrase { "wrong passphrase".into() } else { "no given identity is a recipient of this file".into() }))
+    }
+}
+
+/// Opens `count` non-final segments from the front of `pending`, appending
+/// their plaintext to `out` only once every one of them has verified.
+fn open_segments(stream: &Stream, counter: &mut u32, pending: &mut Vec<u8>, count: usize, unit: usize, threads: usize, out: &mut Vec<u8>) -> Result<()> {
+    if counter.checked_add(count as u32).is_none() {
+        return Err(Error::limit("too many segments"));
+    }
+    let base = *counter;
+    let region = &mut pending[..count * unit];
+    let jobs: Vec<(u32, &mut [u8])> = region.chunks_mut(unit).enumerate().map(|(i, c)| (base + i as u32, c)).collect();
+    for_each_parallel(jobs, threads, |(i, chunk)| {
+        if stream.open(i, false, chunk) {
+            return Ok(());
+        }
+        // Authentic as a final segment, yet more bytes follow: appended data.
+        if stream.open(i, true, chunk) {
+            return Err(Error::corrupt("data follows the final segment"));
+        }
+        Err(Error::corrupt(format!("segment {i} failed authentication (damaged, reordered or truncated)")))
+    })?;
+    out.reserve(count * (unit - TAG_LEN));
+    for chunk in pending[..count * unit].chunks(unit) {
+        out.extend_from_slice(&chunk[..unit - TAG_LEN]);
+    }
+    pending.drain(..count * unit);
+    *counter = base + count as u32;
+    Ok(())
+}
+
+/// Seals everything written to it into `W`. Call [`finish`](Self::finish):
+/// dropping it without finishing leaves a file without its final segment,
+/// which every reader rejects as `TRUNCATED`.
+pub struct SealWriter<W: Write> {
+    out: W,
+    enc: Encryptor,
+    buf: Vec<u8>,
+    batch: usize,
+}
+
+impl<W: Write> SealWriter<W> {
+    /// Starts a sealed file; the header is written at once.
+    pub fn new(out: W, recipients: &[Recipient], options: &SealOptions) -> Result<Self> {
+        Self::with_random(out, recipients, options, &mut OsRandom)
+    }
+
+    /// As [`new`](Self::new) with an explicit random source.
+    pub fn with_random(mut out: W, recipients: &[Recipient], options: &SealOptions, rng: &mut dyn RandomSource) -> Result<Self> {
+        let mut enc = Encryptor::with_random(recipients, options, rng)?;
+        if let Some(header) = enc.take_header() {
+            out.write_all(&header)?;
+        }
+        let batch = enc.segment_size() * BATCH_SEGMENTS;
+        Ok(Self { out, enc, buf: Vec::with_capacity(batch + 1), batch })
+    }
+
+    /// The header information of the file being written.
+    pub fn info(&self) -> &HeaderInfo {
+        self.enc.info()
+    }
+
+    /// Seals the final segment, flushes, and returns the output.
+    pub fn finish(mut self) -> Result<W> {
+        let rest = std::mem::take(&mut self.buf);
+        let ct = self.enc.push(&rest)?;
+        self.out.write_all(&ct)?;
+        let ct = self.enc.finish()?;
+        self.out.write_all(&ct)?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+impl<W: Write> Write for SealWriter<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() > self.batch {
+            let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(self.batch + 1));
+            let ct = self.enc.push(&chunk)?;
+            self.out.write_all(&ct)?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Reads a sealed file as plaintext. Bytes are only returned once their
+/// segment has verified; the final `Ok(0)` is only returned once the end of
+/// the stream has been authenticated (a truncated file ends in an error).
+pub struct OpenReader<R: Read> {
+    input: R,
+    dec: Option<Decryptor>,
+    out: Vec<u8>,
+    pos: usize,
+    chunk: Vec<u8>,
+}
+
+impl<R: Read> OpenReader<R> {
+    /// Reads and authenticates the header with any of `keys`.
+    pub fn new(input: R, keys: &[Key], limits: &OpenLimits) -> Result<Self> {
+        let mut reader = Self { input, dec: Some(Decryptor::new(keys, limits.clone())), out: Vec::new(), pos: 0, chunk: vec![0; 1 << 20] };
+        // Drive the header through now, so a wrong key fails here, before any output.
+        while reader.dec.as_ref().is_some_and(|d| d.info().is_none()) {
+            let need = reader.dec.as_ref().map_or(0, Decryptor::header_bytes_needed);
+            let n = read_some(&mut reader.input, &mut reader.chunk[..need.clamp(1, 1 << 20)])?;
+            let Some(dec) = reader.dec.as_mut() else { break };
+            if n == 0 {
+                let dec = reader.dec.take();
+                return Err(dec.map_or_else(|| Error::truncated("empty input"), |d| d.finish().err().unwrap_or_else(|| Error::truncated("empty input"))));
+            }
+            reader.out = dec.push(&reader.chunk[..n])?;
+        }
+        reader.chunk = vec![0; BATCH_SEGMENTS * reader.dec.as_ref().and_then(|d| d.payload_key()).map_or(1 << 20, |(_, s)| s + TAG_LEN)];
+        Ok(reader)
+    }
+
+    /// The authenticated header.
+    pub fn info(&self) -> Option<&HeaderInfo> {
+        self.dec.as_ref().and_then(Decryptor::info)
+    }
+
+    fn fill(&mut self) -> Result<()> {
+        while self.pos >= self.out.len() {
+            let Some(dec) = self.dec.as_mut() else { return Ok(()) };
+            let n = read_some(&mut self.input, &mut self.chunk)?;
+            self.pos = 0;
+            if n == 0 {
+                let dec = self.dec.take().ok_or_else(|| Error::invalid("finished"))?;
+                self.out = dec.finish()?;
+                return Ok(());
+            }
+            self.out = dec.push(&self.chunk[..n])?;
+        }
+        Ok(())
+    }
+}
+
+fn read_some<R: Read>(input: &mut R, buf: &mut [u8]) -> Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(crate::error::into_error(e)),
+        }
+    }
+    Ok(filled)
+}
+
+impl<R: Read> Read for OpenReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.fill()?;
+        let n = buf.len().min(self.out.len() - self.pos);
+        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
