@@ -94,7 +94,7 @@ pub enum Change {
 }
 
 /// Checks a collection name: 1..=128 bytes of `[A-Za-z0-9_.-]`, not starting
-/// with `.`, and not one of [`RESERVED_NAMES`]. The rule keeps every name a
+/// with `.`, not ending in `.config`, and not one of [`RESERVED_NAMES`]. The rule keeps every name a
 /// safe file name (no path traversal when a bundle is unbundled to a directory).
 pub fn validate_collection_name(name: &str) -> Result<()> {
     let ok_chars = name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
@@ -103,6 +103,9 @@ pub fn validate_collection_name(name: &str) -> Result<()> {
             "collection name {:?} must be 1..={MAX_NAME_LEN} characters of [A-Za-z0-9_.-], not starting with '.'",
             truncate_for_message(name)
         )));
+    }
+    if name.ends_with(".config") {
+        return Err(Error::invalid(format!("collection name {name:?} may not end in \".config\" (the directory form uses NAME.config.json)")));
     }
     if RESERVED_NAMES.contains(&name) {
         return Err(Error::invalid(format!("collection name {name:?} is reserved")));
@@ -274,7 +277,7 @@ mod tests {
     #[test]
     fn names_are_safe_file_names() {
         validate_collection_name("docs_v2.1-x").unwrap();
-        for bad in ["", "../x", "a/b", ".hidden", "schema", "history", "é", &"x".repeat(129)] {
+        for bad in ["", "a.config", "../x", "a/b", ".hidden", "schema", "history", "é", &"x".repeat(129)] {
             assert_eq!(validate_collection_name(bad).unwrap_err().code(), "INVALID_INPUT", "{bad}");
         }
     }

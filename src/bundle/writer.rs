@@ -150,7 +150,8 @@ impl<W: Write> BundleWriter<W> {
         self.add_document(id, &value)
     }
 
-    fn add_canonical_document(&mut self, id: &str, json: &[u8]) -> Result<()> {
+    /// Adds a document already in canonical form (the caller guarantees it).
+    pub(crate) fn add_canonical_document(&mut self, id: &str, json: &[u8]) -> Result<()> {
         validate_id("document", id)?;
         check_record(json.len(), "document")?;
         let Some(index) = self.collections.len().checked_sub(1).filter(|_| self.stage == Stage::Collections) else {

@@ -1,0 +1,214 @@
+//! The bundle: round trips, determinism, selective reads, hostile input.
+
+use std::io::Cursor;
+
+use coffer::bundle::{self, read_collection, read_toc, BundleReader, Item, ReadLimits, WriteOptions};
+use coffer::{Change, Collection, Commit, History, Snapshot};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+fn commit(id: &str, parents: &[&str], changes: Vec<Change>) -> Commit {
+    Commit { id: id.into(), parents: parents.iter().map(|p| p.to_string()).collect(), author: "ada".into(), message: format!("commit {id}"), timestamp: 1_700_000_000_000, changes }
+}
+
+/// The canonical bytes of anything serializable (floats like -3.0 come back as -3).
+fn canon<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    coffer::canonical::to_vec(&serde_json::to_value(v).unwrap()).unwrap()
+}
+
+fn sample(docs_per_collection: usize) -> Snapshot {
+    let mut snapshot = Snapshot { schema: json!({"version": 2, "classes": ["Doc", "Vec"]}), ..Default::default() };
+    for (name, dim) in [("docs", 0), ("vectors", 4)] {
+        let mut c = Collection { config: json!({"dimension": dim, "metric": "cosine"}).as_object().unwrap().clone(), ..Default::default() };
+        for i in 0..docs_per_collection {
+            c.documents.insert(format!("{name}-{i:06}"), json!({"id": format!("{name}-{i:06}"), "n": i, "text": format!("document number {i} of {name}"), "v": [0.5, 1.25, -3.0, i as f64 / 7.0]}));
+        }
+        snapshot.collections.insert(name.into(), c);
+    }
+    snapshot.collections.insert("empty".into(), Collection::default());
+    snapshot.history = History {
+        commits: vec![
+            commit("c1", &[], vec![Change::Configure { collection: "docs".into(), config: Default::default() }, Change::Schema { schema: json!({"version": 1}) }]),
+            commit("c2", &["c1"], vec![Change::Put { collection: "docs".into(), id: "docs-000000".into(), document: json!({"n": 0}) }]),
+            commit("c3", &["c1"], vec![Change::Delete { collection: "docs".into(), id: "x".into() }, Change::Drop { collection: "old".into() }]),
+            commit("c4", &["c2", "c3"], vec![]),
+        ],
+        branches: [("main".to_string(), "c4".to_string()), ("dev".to_string(), "c3".to_string())].into(),
+    };
+    snapshot
+}
+
+#[test]
+fn round_trip_restores_data_and_history() {
+    let snapshot = sample(3000);
+    let bytes = bundle::to_vec(&snapshot).unwrap();
+    let back = bundle::from_slice(&bytes).unwrap();
+    assert_eq!(back.schema, snapshot.schema);
+    assert_eq!(canon(&back.collections), canon(&snapshot.collections));
+    assert_eq!(back.history.branches, snapshot.history.branches);
+    let ids: Vec<&str> = back.history.commits.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["c1", "c2", "c3", "c4"]);
+    let mut original = snapshot.history.commits.clone();
+    original.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(back.history.commits, original);
+}
+
+#[test]
+fn bytes_are_deterministic_whatever_the_input_order_or_threads() {
+    let snapshot = sample(5000);
+    let mut shuffled = snapshot.clone();
+    shuffled.history.commits.reverse();
+    let a = bundle::to_vec(&snapshot).unwrap();
+    let b = bundle::to_vec(&shuffled).unwrap();
+    let (c, _) = bundle::write_snapshot(&snapshot, Vec::new(), WriteOptions { threads: 1 }).unwrap();
+    let (d, _) = bundle::write_snapshot(&snapshot, Vec::new(), WriteOptions { threads: 5 }).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a, c);
+    assert_eq!(a, d);
+    // Numbers in another spelling are the same data, hence the same bytes.
+    let mut respelled = snapshot.clone();
+    respelled.schema = serde_json::from_str(r#"{"classes":["Doc","Vec"],"version":2.0}"#).unwrap();
+    assert_eq!(bundle::to_vec(&respelled).unwrap(), a);
+}
+
+#[test]
+fn a_known_snapshot_has_a_known_digest() {
+    // Pins the format: if this changes, the format changed (bump the version).
+    let snapshot = Snapshot { schema: json!({"a": 1}), collections: [("c".to_string(), Collection { config: Default::default(), documents: [("1".to_string(), json!({"id": "1"}))].into() })].into(), history: Default::default() };
+    let (bytes, summary) = bundle::write_snapshot(&snapshot, Vec::new(), WriteOptions::default()).unwrap();
+    assert_eq!(&bytes[..8], b"\x89CFB\r\n\x1a\n");
+    let mut hasher = blake3::Hasher::new();
+    for (kind, raw) in [(1u8, &b"{\"a\":1}"[..]), (2, b"\x01c{}"), (3, b"\x011\x0a{\"id\":\"1\"}"), (5, b"{}")] {
+        hasher.update(&[kind]);
+        hasher.update(&(raw.len() as u32).to_le_bytes());
+        hasher.update(raw);
+    }
+    assert_eq!(summary.toc.digest, hasher.finalize().to_hex().to_string());
+}
+
+#[test]
+fn table_of_contents_and_one_collection_without_the_rest() {
+    let snapshot = sample(20_000);
+    let (bytes, summary) = bundle::write_snapshot(&snapshot, Vec::new(), WriteOptions::default()).unwrap();
+    let toc = read_toc(&mut Cursor::new(&bytes)).unwrap();
+    assert_eq!(toc, summary.toc);
+    let names: Vec<&str> = toc.collections.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["docs", "empty", "vectors"]);
+    assert_eq!(toc.collections[2].documents, 20_000);
+    assert_eq!(toc.commits, 4);
+    let mut reader = read_collection(Cursor::new(&bytes), "vectors").unwrap();
+    let mut docs = 0;
+    while let Some(item) = reader.next_item().unwrap() {
+        match item {
+            Item::Collection { name, config } => assert_eq!((name.as_str(), &config["dimension"]), ("vectors", &json!(4))),
+            Item::Document(d) => {
+                assert_eq!(d.json, canon(&snapshot.collections["vectors"].documents[&d.id]));
+                docs += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(docs, 20_000);
+    assert_eq!(read_collection(Cursor::new(&bytes), "nope").err().unwrap().code(), "INVALID_INPUT");
+    // A damaged byte inside that collection is caught by its hash.
+    let entry = &toc.collections[2];
+    let mut damaged = bytes.clone();
+    damaged[(entry.offset + entry.stored_bytes / 2) as usize] ^= 0x40;
+    let mut reader = read_collection(Cursor::new(&damaged), "vectors").unwrap();
+    let err = loop {
+        match reader.next_item() {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("damage not detected"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.code(), "CORRUPT");
+}
+
+#[test]
+fn writer_refuses_non_canonical_order() {
+    let mut w = bundle::BundleWriter::new(Vec::new(), &Value::Null, WriteOptions::default()).unwrap();
+    w.begin_collection("b", &Default::default()).unwrap();
+    assert_eq!(w.begin_collection("a", &Default::default()).unwrap_err().code(), "INVALID_INPUT");
+    w.add_document("2", &json!(1)).unwrap();
+    assert_eq!(w.add_document("1", &json!(1)).unwrap_err().code(), "INVALID_INPUT");
+    assert_eq!(w.add_document("2", &json!(1)).unwrap_err().code(), "INVALID_INPUT");
+    assert_eq!(w.add_commit(&commit("x", &["missing"], vec![])).unwrap_err().code(), "INVALID_INPUT");
+    w.add_commit(&commit("b", &[], vec![])).unwrap();
+    assert_eq!(w.add_commit(&commit("a", &[], vec![])).unwrap_err().code(), "INVALID_INPUT");
+    assert_eq!(w.begin_collection("c", &Default::default()).unwrap_err().code(), "INVALID_INPUT");
+    let branches = [("main".to_string(), "nope".to_string())].into();
+    assert_eq!(w.finish(&branches).unwrap_err().code(), "INVALID_INPUT");
+}
+
+#[test]
+fn limits_are_enforced() {
+    let bytes = bundle::to_vec(&sample(10)).unwrap();
+    let limits = ReadLimits { max_total_raw: 100, ..ReadLimits::default() };
+    assert_eq!(BundleReader::new(&bytes[..], limits).unwrap().read_to_end().unwrap_err().code(), "LIMIT_EXCEEDED");
+    // A block header claiming a huge raw size from a few stored bytes.
+    let mut bomb = bytes[..12].to_vec();
+    bomb.extend_from_slice(&[1, 1]);
+    bomb.extend_from_slice(&(60u32 << 20).to_le_bytes());
+    bomb.extend_from_slice(&16u32.to_le_bytes());
+    bomb.extend_from_slice(&[0; 16]);
+    assert_eq!(BundleReader::new(&bomb[..], ReadLimits::default()).unwrap().read_to_end().unwrap_err().code(), "LIMIT_EXCEEDED");
+    let mut huge = bytes[..12].to_vec();
+    huge.extend_from_slice(&[1, 0]);
+    huge.extend_from_slice(&u32::MAX.to_le_bytes());
+    huge.extend_from_slice(&u32::MAX.to_le_bytes());
+    assert_eq!(BundleReader::new(&huge[..], ReadLimits::default()).unwrap().read_to_end().unwrap_err().code(), "LIMIT_EXCEEDED");
+}
+
+fn read_all(bytes: &[u8]) -> coffer::Result<()> {
+    BundleReader::new(bytes, ReadLimits::default())?.read_to_end().map(|_| ())
+}
+
+#[test]
+fn every_truncation_and_trailing_data_fail() {
+    let bytes = bundle::to_vec(&sample(50)).unwrap();
+    for keep in 0..bytes.len() {
+        let err = read_all(&bytes[..keep]).unwrap_err();
+        assert!(["TRUNCATED", "CORRUPT"].contains(&err.code()), "cut at {keep}: {err}");
+    }
+    assert_eq!(read_all(&[&bytes[..], b"\0"].concat()).unwrap_err().code(), "CORRUPT");
+}
+
+fn arb_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![Just(Value::Null), any::<bool>().prop_map(Value::from), any::<i64>().prop_map(Value::from), (-1e9f64..1e9).prop_map(Value::from), "[ -~é😀\\n]{0,12}".prop_map(Value::from)];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from), prop::collection::btree_map("[a-z@]{1,5}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect()))]
+    })
+}
+
+fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
+    let collection = (prop::collection::btree_map("[a-z0-9]{1,6}", arb_json(), 0..20), prop::collection::btree_map("[a-z]{1,4}", arb_json(), 0..3))
+        .prop_map(|(documents, config)| Collection { documents, config: config.into_iter().collect() });
+    (arb_json(), prop::collection::btree_map("[a-z][a-z0-9_]{0,7}", collection, 0..4), 0usize..6).prop_map(|(schema, mut collections, n)| {
+        collections.retain(|name, _| !["schema", "history"].contains(&name.as_str()));
+        let commits: Vec<Commit> = (0..n).map(|i| commit(&format!("c{i}"), &if i == 0 { vec![] } else { vec![format!("c{}", i / 2)] }.iter().map(String::as_str).collect::<Vec<_>>(), vec![])).collect();
+        let branches = if n > 0 { [("main".to_string(), format!("c{}", n - 1))].into() } else { Default::default() };
+        Snapshot { schema, collections, history: History { commits, branches } }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+
+    #[test]
+    fn any_snapshot_round_trips(snapshot in arb_snapshot()) {
+        let bytes = bundle::to_vec(&snapshot).unwrap();
+        let back = bundle::from_slice(&bytes).unwrap();
+        prop_assert_eq!(bundle::to_vec(&back).unwrap(), bytes);
+        prop_assert_eq!(back.collections.len(), snapshot.collections.len());
+        prop_assert_eq!(back.history.commits.len(), snapshot.history.commits.len());
+    }
+
+    #[test]
+    fn any_byte_flip_is_detected(snapshot in arb_snapshot(), pos in any::<prop::sample::Index>(), bit in 0u8..8) {
+        let mut bytes = bundle::to_vec(&snapshot).unwrap();
+        let i = pos.index(bytes.len());
+        bytes[i] ^= 1 << bit;
+        prop_assert!(read_all(&bytes).is_err(), "flip at {} of {} went unnoticed", i, bytes.len());
+    }
+}
