@@ -36,7 +36,7 @@ pub enum Error {
     InvalidInput(String),
     /// The operating system failed a read or write.
     #[error("i/o error: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
 }
 
 impl Error {
@@ -101,6 +101,14 @@ pub fn into_error(e: io::Error) -> Error {
         Some(Ok(ours)) => *ours,
         Some(Err(other)) => Error::Io(io::Error::new(kind, other)),
         None => Error::Io(io::Error::from(kind)),
+    }
+}
+
+/// `?` on an `io::Result` goes through [`into_error`], so one of our errors
+/// that travelled inside an `io::Error` comes back out with its own code.
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        into_error(e)
     }
 }
 

@@ -156,7 +156,7 @@ fn run(command: Command) -> Result<()> {
             let (plain, _) = plaintext_reader(&input, &key)?;
             let summary = coffer::dir::unbundle_to_dir(plain, &output)?;
             let value = serde_json::to_value(&summary).map_err(|e| Error::Io(e.into()))?;
-            report(fmt, "-", value, || format!("{}: {} collections, {} documents, {} commits", output.display(), summary.collections, summary.documents, summary.commits))
+            report(fmt, "", value, || format!("{}: {} collections, {} documents, {} commits", output.display(), summary.collections, summary.documents, summary.commits))
         }
         Command::Seal { input, output, recipients, passphrase_file, metadata, fmt } => {
             let recipients = if recipients.is_empty() {
@@ -207,7 +207,7 @@ fn run(command: Command) -> Result<()> {
             } else {
                 return Err(Error::NotABundle("not a coffer bundle or sealed file".into()));
             }
-            report(fmt, "-", result.clone(), || {
+            report(fmt, "", result.clone(), || {
                 let what = if is_bundle { format!("bundle digest {}", result["digest"].as_str().unwrap_or("")) } else { "payload".to_string() };
                 format!("OK: every {}tag and hash verified ({what})", if sealed { "segment " } else { "" })
             })
@@ -218,7 +218,12 @@ fn run(command: Command) -> Result<()> {
             match &output {
                 Some(path) => {
                     write_secret_file(path, identity.to_file_string().as_bytes())?;
-                    report(fmt, "-", json!({"public_key": public, "identity_file": path}), || public.clone())
+                    if fmt.json {
+                        println!("{}", json!({"public_key": public, "identity_file": path}));
+                    } else {
+                        println!("{public}");
+                    }
+                    Ok(())
                 }
                 None => {
                     print!("{}", identity.to_file_string().as_str());
@@ -230,6 +235,8 @@ fn run(command: Command) -> Result<()> {
     }
 }
 
+/// Prints the result: JSON on stdout with `--json` (on stderr when stdout
+/// carries the data, i.e. `output` is `-`), else a line of text on stderr.
 fn report(fmt: Format, output: &str, value: Value, text: impl FnOnce() -> String) -> Result<()> {
     if fmt.json && output != "-" {
         println!("{value}");

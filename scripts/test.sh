@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test of coffer. On a fresh machine it first installs what is
+# missing; run it from anywhere: `bash scripts/test.sh`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== toolchain"
+cargo --version
+rustc --version
+
+# Rust: unit, property, vector, crasher, CLI and server integration tests.
+# The server feature is named explicitly so the suite covers it whatever the defaults are.
+echo "== cargo test (core, CLI, server)"
+cargo test --locked --features server --no-fail-fast 2>&1 | tee target/cargo-test.log
+summary=$(grep -E '^test result:' target/cargo-test.log | awk '{p+=$4; f+=$6; i+=$8} END {print p" passed, "f" failed, "i" skipped"}')
+
+# JavaScript and WebAssembly: the npm package in Node and headless Chromium.
+if [ -f scripts/test-js.sh ]; then
+  echo "== JS / wasm / browser"
+  bash scripts/test-js.sh
+fi
+
+echo "== rust tests: $summary"
