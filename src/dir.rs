@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -122,44 +122,111 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
 
 /// Reads one collection file: (id, canonical JSON) sorted by id. A document
 /// given twice identically counts once; two different documents with the
-/// same id are an error.
+/// same id are an error. Documents are canonicalized on all cores.
 fn load_documents(source: &Source) -> Result<Vec<(String, Vec<u8>)>> {
-    let (path, values): (&Path, Vec<Value>) = match source {
-        Source::Array(p) => match canonical::parse(&read_file(p)?).map_err(|e| in_file(p, e))? {
-            Value::Array(items) => (p, items),
-            _ => return Err(in_file(p, Error::invalid("expected a JSON array of documents"))),
-        },
-        Source::Lines(p) => {
-            let mut items = Vec::new();
-            let mut reader = BufReader::with_capacity(1 << 20, fs::File::open(p)?);
-            let mut line = Vec::new();
-            let mut number = 0usize;
-            loop {
-                line.clear();
-                number += 1;
-                if reader.read_until(b'\n', &mut line)? == 0 {
-                    break;
-                }
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                items.push(canonical::parse(&line).map_err(|e| in_file(p, Error::invalid(format!("line {number}: {e}"))))?);
+    let (path, lines) = match source {
+        Source::Array(p) | Source::Lines(p) => (p.as_path(), matches!(source, Source::Lines(_))),
+    };
+    let text = read_file(path)?;
+    let items: Vec<(usize, &[u8])> = if lines {
+        text.split(|&b| b == b'\n').enumerate().filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace)).map(|(n, l)| (n + 1, l)).collect()
+    } else {
+        match split_array(&text) {
+            Some(items) => items.into_iter().enumerate().map(|(n, item)| (n + 1, item)).collect(),
+            None => {
+                // Not a well-formed array: let the reference parser say why.
+                return match canonical::parse(&text).map_err(|e| in_file(path, e))? {
+                    Value::Array(_) => Err(in_file(path, Error::invalid("malformed JSON array"))),
+                    _ => Err(in_file(path, Error::invalid("expected a JSON array of documents"))),
+                };
             }
-            (p, items)
         }
     };
-    let mut docs = Vec::with_capacity(values.len());
-    for value in &values {
-        let id = document_id(value).map_err(|e| in_file(path, e))?;
-        docs.push((id, canonical::to_vec(value).map_err(|e| in_file(path, e))?));
-    }
-    drop(values);
+    let what = if lines { "line" } else { "document" };
+    let mut docs = canonicalize_parallel(&items, |(n, item)| canonical::document(item).map_err(|e| in_file(path, prefix(e, &format!("{what} {n}")))))?;
+    drop(text);
     docs.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()).then_with(|| a.1.cmp(&b.1)));
     docs.dedup();
     if let Some(w) = docs.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(in_file(path, Error::invalid(format!("two different documents have the id {:?}", w[0].0))));
     }
     Ok(docs)
+}
+
+fn prefix(e: Error, at: &str) -> Error {
+    match e {
+        Error::InvalidInput(m) => Error::InvalidInput(format!("{at}: {m}")),
+        Error::LimitExceeded(m) => Error::LimitExceeded(format!("{at}: {m}")),
+        other => other,
+    }
+}
+
+/// Maps `f` over `items` on all cores, keeping order; the first error wins.
+fn canonicalize_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> Result<R> + Sync) -> Result<Vec<R>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    if threads < 2 || items.len() < 1024 {
+        return items.iter().map(&f).collect();
+    }
+    let per = items.len().div_ceil(threads);
+    let f = &f;
+    let parts: Vec<Result<Vec<R>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = items.chunks(per).map(|chunk| s.spawn(move || chunk.iter().map(f).collect::<Result<Vec<R>>>())).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(Error::invalid("worker thread panicked")))).collect()
+    });
+    let mut out = Vec::with_capacity(items.len());
+    for part in parts {
+        out.extend(part?);
+    }
+    Ok(out)
+}
+
+/// Splits a JSON array into the text of its elements, without parsing them.
+/// `None` when the text is not an array of balanced values (the reference
+/// parser then reports the error).
+fn split_array(buf: &[u8]) -> Option<Vec<&[u8]>> {
+    let ws = |b: u8| matches!(b, b' ' | b'\n' | b'\r' | b'\t');
+    let mut i = buf.iter().position(|&b| !ws(b))?;
+    if buf[i] != b'[' {
+        return None;
+    }
+    i += 1;
+    let mut items = Vec::new();
+    while buf.get(i).is_some_and(|&b| ws(b)) {
+        i += 1;
+    }
+    if buf.get(i) == Some(&b']') {
+        return buf[i + 1..].iter().all(|&b| ws(b)).then_some(items);
+    }
+    loop {
+        let start = i;
+        let mut depth = 0usize;
+        loop {
+            match *buf.get(i)? {
+                b'"' => {
+                    i += 1;
+                    loop {
+                        match *buf.get(i)? {
+                            b'\\' => i += 2,
+                            b'"' => break,
+                            _ => i += 1,
+                        }
+                    }
+                }
+                b'[' | b'{' => depth += 1,
+                b']' | b'}' if depth == 0 => break,
+                b']' | b'}' => depth -= 1,
+                b',' if depth == 0 => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        items.push(&buf[start..i]);
+        match buf[i] {
+            b',' => i += 1,
+            b']' => return buf[i + 1..].iter().all(|&b| ws(b)).then_some(items),
+            _ => return None,
+        }
+    }
 }
 
 /// What [`unbundle_to_dir`] wrote.

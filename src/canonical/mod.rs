@@ -17,6 +17,8 @@
 //! because a dependency enabling `serde_json/preserve_order` anywhere in the
 //! build would otherwise change our bytes silently.
 
+mod transcode;
+
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -41,7 +43,40 @@ pub fn to_vec(value: &Value) -> Result<Vec<u8>> {
 
 /// Parses JSON text (bounded nesting) and returns its canonical form.
 pub fn canonicalize(json: &[u8]) -> Result<Vec<u8>> {
-    to_vec(&parse(json)?)
+    match transcode::transcode(json) {
+        Some(t) => Ok(t.json),
+        None => to_vec(&parse(json)?),
+    }
+}
+
+/// Canonicalizes one document given as JSON text and returns it with its id
+/// (see [`crate::snapshot::document_id`]). Takes the fast transcoding path
+/// when it can, the reference path otherwise; both give the same bytes.
+pub fn document(json: &[u8]) -> Result<(String, Vec<u8>)> {
+    if let Some(t) = transcode::transcode(json) {
+        let id = match (t.id, t.at_id) {
+            (Some(range), _) if &t.json[range.0..range.1] != b"null" => id_from_canonical(&t.json[range.0..range.1]),
+            (_, Some(range)) if &t.json[range.0..range.1] != b"null" => id_from_canonical(&t.json[range.0..range.1]),
+            _ => Some(crate::snapshot::content_id(&t.json)),
+        };
+        if let Some(id) = id {
+            crate::snapshot::validate_id("document", &id)?;
+            return Ok((id, t.json));
+        }
+    }
+    let value = parse(json)?;
+    let id = crate::snapshot::document_id(&value)?;
+    Ok((id, to_vec(&value)?))
+}
+
+/// The id for a canonical `"id"` value: a string without escapes as is, a
+/// number as its text; anything else goes the reference path.
+fn id_from_canonical(value: &[u8]) -> Option<String> {
+    match value.first()? {
+        b'"' if !value.contains(&b'\\') => std::str::from_utf8(&value[1..value.len() - 1]).ok().map(str::to_string),
+        b'-' | b'0'..=b'9' => std::str::from_utf8(value).ok().map(str::to_string),
+        _ => None,
+    }
 }
 
 /// Parses JSON text into a value; malformed text is `INVALID_INPUT`, nesting
@@ -107,18 +142,24 @@ fn write_number(n: &serde_json::Number, out: &mut Vec<u8>) {
     } else if let Some(i) = n.as_i64() {
         let _ = write!(out, "{i}");
     } else if let Some(f) = n.as_f64() {
-        if f.fract() == 0.0 && f.abs() < MAX_SAFE_FLOAT_INT {
-            // -0.0 becomes 0 here, as JSON.stringify does.
-            let _ = write!(out, "{}", f as i64);
-        } else {
-            // serde_json formats finite f64 with ryu: shortest round-trip form.
-            // JSON cannot hold NaN or infinities, so `f` is finite.
-            let _ = serde_json::to_writer(&mut *out, &f);
-        }
+        write_float(f, out);
     }
 }
 
-fn write_string(s: &str, out: &mut Vec<u8>) {
+/// Writes a finite float: as an integer when it is one below 2^53, else in
+/// ryu's shortest round-trip form (as serde_json writes f64).
+pub(crate) fn write_float(f: f64, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    if f.fract() == 0.0 && f.abs() < MAX_SAFE_FLOAT_INT {
+        // -0.0 becomes 0 here, as JSON.stringify does.
+        let _ = write!(out, "{}", f as i64);
+    } else {
+        // JSON cannot hold NaN or infinities, so `f` is finite.
+        let _ = serde_json::to_writer(&mut *out, &f);
+    }
+}
+
+pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();
