@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Benchmark of `coffer serve` (issue 4 §7). Not a test: run it by hand.
+
+Loads a generated JSON dataset (512 MiB by default) into a database through
+the API, times a backup and a restore through the API, measures a writer's
+latency with and without a backup running, and, when restic is installed,
+times `restic backup` and `restic restore` of the same documents exported as
+files (one JSON file per document). Prints a Markdown section for
+BENCHMARKS.md.
+
+usage: scripts/bench-server.sh [MiB]     (builds the release binary first)
+"""
+import base64, json, os, platform, random, shutil, socket, statistics, subprocess, sys, tempfile, time, urllib.request
+
+MIB = int(sys.argv[2]) if len(sys.argv) > 2 else 512
+BIN = sys.argv[1]
+PASSWORD = "bench-admin-password-" + str(random.randrange(10**12))
+PASSPHRASE = "lantern-orbit-cactus-47-marmalade"
+DOC_SIZE = 4096
+BATCH_BYTES = 32 << 20
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+
+work = tempfile.mkdtemp(prefix="coffer-bench-")
+port = free_port()
+base = f"http://127.0.0.1:{port}"
+env = dict(os.environ, COFFER_ADMIN_PASSWORD=PASSWORD, RUST_LOG="warn")
+server = subprocess.Popen([BIN, "serve", "--data-dir", f"{work}/data", "--listen", f"127.0.0.1:{port}"], env=env, stderr=subprocess.PIPE, text=True)
+for line in server.stderr:
+    if line.startswith("listening on"):
+        break
+AUTH = "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
+
+def call(method, path, body=None, raw=None, ctype="application/json"):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(base + path, data=data, method=method, headers={"Authorization": AUTH, "Content-Type": ctype})
+    with urllib.request.urlopen(req, timeout=3600) as r:
+        text = r.read()
+        return json.loads(text) if text else None
+
+token = call("POST", "/api/v1/tokens", {"name": "bench"})["token"]
+AUTH = "Bearer " + token
+call("POST", "/api/v1/orgs/bench")
+call("POST", "/api/v1/databases/bench/big", {"label": "bench"})
+
+rng = random.Random(42)
+words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa"]
+def make_doc(i):
+    text = " ".join(rng.choice(words) for _ in range(DOC_SIZE // 7))
+    return {"id": f"doc-{i:08d}", "n": i, "score": rng.random(), "tags": [rng.choice(words) for _ in range(4)], "text": text[: DOC_SIZE - 120]}
+
+total = MIB << 20
+loaded = 0; i = 0
+t0 = time.time()
+while loaded < total:
+    lines = []; size = 0
+    while size < BATCH_BYTES and loaded + size < total:
+        line = json.dumps(make_doc(i)); i += 1
+        lines.append(line); size += len(line) + 1
+    call("POST", "/api/v1/databases/bench/big/collections/docs/documents", raw=("\n".join(lines) + "\n").encode(), ctype="application/x-ndjson")
+    loaded += size
+load_s = time.time() - t0
+docs = i
+print(f"loaded {loaded/2**20:.0f} MiB, {docs} documents in {load_s:.1f} s", file=sys.stderr)
+
+def wait(path):
+    while True:
+        rec = call("GET", path)
+        if rec["status"] in ("done", "error"):
+            assert rec["status"] == "done", rec
+            return rec
+        time.sleep(0.05)
+
+def put_latencies(n, stop=None):
+    out = []
+    for k in range(n):
+        if stop and stop():
+            break
+        t = time.perf_counter()
+        call("PUT", f"/api/v1/databases/bench/big/collections/probe/documents/p{k % 50}", {"k": k, "pad": "x" * 200})
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+def p99(xs):
+    xs = sorted(xs); return xs[min(len(xs) - 1, int(len(xs) * 0.99))]
+
+quiet = put_latencies(300)
+
+results = {}
+for enc_name, body in [("passphrase", {"passphrase": PASSPHRASE}), ("none", {"encryption": "none"})]:
+    t = time.time()
+    rec = call("POST", "/api/v1/backups", dict(body, databases=["bench/big"], id=f"bench-{enc_name}"))
+    during = []
+    if enc_name == "passphrase":
+        import threading
+        finished = threading.Event()
+        def probe():
+            during.extend(put_latencies(100000, stop=finished.is_set))
+        th = threading.Thread(target=probe); th.start()
+        rec = wait(f"/api/v1/backups/{rec['id']}")
+        finished.set(); th.join()
+    else:
+        rec = wait(f"/api/v1/backups/{rec['id']}")
+    backup_s = (rec["finished_at"] - rec["started_at"]) / 1000
+    r = call("POST", f"/api/v1/backups/{rec['id']}/restore", dict({"target": f"bench/restored-{enc_name.replace('_','-')}"}, **({"passphrase": PASSPHRASE} if enc_name == "passphrase" else {})))
+    r = wait(f"/api/v1/restores/{r['id']}")
+    restore_s = (r["finished_at"] - r["started_at"]) / 1000
+    results[enc_name] = dict(backup_s=backup_s, restore_s=restore_s, size=rec["size"], records=r["records"], during=during)
+
+# restic on the same documents exported as files.
+restic = shutil.which("restic")
+restic_backup_s = restic_restore_s = None
+if restic:
+    export = f"{work}/export"; os.makedirs(export)
+    after = ""
+    n = 0
+    while True:
+        page = call("GET", f"/api/v1/databases/bench/big/collections/docs/documents?limit=1000&after={after}")
+        for d in page["documents"]:
+            with open(f"{export}/{d['id']}.json", "w") as f:
+                json.dump(d, f)
+            n += 1
+        if not page["next"]:
+            break
+        after = page["next"]
+    renv = dict(os.environ, RESTIC_PASSWORD=PASSPHRASE, RESTIC_REPOSITORY=f"{work}/restic-repo")
+    subprocess.run([restic, "init", "-q"], env=renv, check=True)
+    subprocess.run(["sync"])
+    t = time.time(); subprocess.run([restic, "backup", "-q", export], env=renv, check=True); restic_backup_s = time.time() - t
+    t = time.time(); subprocess.run([restic, "restore", "-q", "latest", "--target", f"{work}/restic-out"], env=renv, check=True); restic_restore_s = time.time() - t
+    restic_version = subprocess.run([restic, "version"], capture_output=True, text=True).stdout.strip()
+
+server.terminate(); server.wait()
+cpu = ""
+try:
+    cpu = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")][0]
+except Exception:
+    pass
+mb = loaded / 1e6
+print(f"\n## Server backup & restore ({time.strftime('%Y-%m-%d')})\n")
+print(f"Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}; release build; `scripts/bench-server.sh {MIB}`.\n")
+print(f"Dataset: {loaded/2**20:.0f} MiB of JSON, {docs} documents of ~{DOC_SIZE} B in one collection, loaded through the API in {load_s:.1f} s ({mb/load_s:.1f} MB/s).\n")
+print("| run | backup | restore | stored size |\n|---|---|---|---|")
+for k, v in results.items():
+    print(f"| coffer, encryption {k} | {v['backup_s']:.2f} s ({mb/v['backup_s']:.0f} MB/s) | {v['restore_s']:.2f} s ({mb/v['restore_s']:.0f} MB/s) | {v['size']/2**20:.1f} MiB |")
+if restic:
+    print(f"| restic ({restic_version.split()[1] if restic_version else '?'}), {docs} files | {restic_backup_s:.2f} s ({mb/restic_backup_s:.0f} MB/s) | {restic_restore_s:.2f} s ({mb/restic_restore_s:.0f} MB/s) | |")
+    v = results["passphrase"]
+    print(f"\nRatio restic / coffer (passphrase): backup {restic_backup_s / v['backup_s']:.1f}×, restore {restic_restore_s / v['restore_s']:.1f}× (target ≥ 5×).")
+else:
+    print("\nrestic is not installed: no comparison in this run.")
+during = results["passphrase"]["during"]
+print(f"\nWriter latency (PUT of one document, one commit): p99 {p99(quiet):.1f} ms without a backup ({len(quiet)} writes), p99 {p99(during):.1f} ms during the passphrase backup ({len(during)} writes); ratio {p99(during)/p99(quiet):.2f} (target ≤ 2).")
+shutil.rmtree(work, ignore_errors=True)

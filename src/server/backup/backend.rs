@@ -1,0 +1,153 @@
+//! Where backups live: any `object_store` (local filesystem now).
+//!
+//! Layout, under the backend's root:
+//!
+//! ```text
+//! tmp/<backup>/<file>       content being written (never listed, removed on restart)
+//! <backup>/<file>           content, moved here when complete
+//! <backup>/manifest.json    written last, atomically: the backup is complete
+//! ```
+//!
+//! Write ordering makes crashes safe (as restic's data → index → snapshot):
+//! content goes to `tmp/`, is renamed into place when complete, then the
+//! manifest is put (an atomic put), then the job record turns `done`. A
+//! crash at any point leaves either no manifest or a job that the next
+//! start marks `interrupted` and whose objects it deletes.
+
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::buffered::BufWriter;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::server::error::ApiResult;
+
+/// Name of the manifest object of a backup.
+pub const MANIFEST: &str = "manifest.json";
+/// Prefix of in-progress content.
+pub const TMP: &str = "tmp";
+
+/// The backup backend.
+#[derive(Clone)]
+pub struct Backend {
+    store: Arc<dyn ObjectStore>,
+    /// For the filesystem backend: its root (to sweep staging files).
+    local_root: Option<PathBuf>,
+    /// Human-readable kind (`filesystem`).
+    pub kind: &'static str,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend").field("kind", &self.kind).field("root", &self.local_root).finish()
+    }
+}
+
+impl Backend {
+    /// A filesystem backend rooted at `dir` (created if missing), with fsync.
+    pub fn local(dir: &FsPath) -> ApiResult<Self> {
+        std::fs::create_dir_all(dir)?;
+        let fs = LocalFileSystem::new_with_prefix(dir)?.with_fsync(true).with_automatic_cleanup(true);
+        Ok(Self { store: Arc::new(fs), local_root: Some(dir.to_path_buf()), kind: "filesystem" })
+    }
+
+    /// Key of a complete file.
+    pub fn key(backup: &str, file: &str) -> Path {
+        Path::from(format!("{backup}/{file}"))
+    }
+
+    /// Key of a file being written.
+    pub fn tmp_key(backup: &str, file: &str) -> Path {
+        Path::from(format!("{TMP}/{backup}/{file}"))
+    }
+
+    /// A streaming writer to `key` (multipart; nothing visible until shut down).
+    pub fn writer(&self, key: Path) -> BufWriter {
+        // Cloud stores want parts of 5 MiB or more; a filesystem does not care.
+        let capacity = if self.local_root.is_some() { 1 << 20 } else { 8 << 20 };
+        BufWriter::with_capacity(self.store.clone(), key, capacity)
+    }
+
+    /// Moves a finished temporary file into place.
+    pub async fn promote(&self, backup: &str, file: &str) -> ApiResult<()> {
+        self.store.rename(&Self::tmp_key(backup, file), &Self::key(backup, file)).await?;
+        Ok(())
+    }
+
+    /// Writes the manifest (atomic put): the backup is complete.
+    pub async fn put_manifest(&self, backup: &str, manifest: Vec<u8>) -> ApiResult<()> {
+        self.store.put(&Self::key(backup, MANIFEST), PutPayload::from(manifest)).await?;
+        Ok(())
+    }
+
+    /// Whether the manifest exists.
+    pub async fn has_manifest(&self, backup: &str) -> ApiResult<bool> {
+        match self.store.head(&Self::key(backup, MANIFEST)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The bytes of a complete file, streamed; and its size.
+    pub async fn get(&self, backup: &str, file: &str) -> ApiResult<(u64, futures_util::stream::BoxStream<'static, std::io::Result<Bytes>>)> {
+        self.get_key(&Self::key(backup, file)).await
+    }
+
+    /// The bytes at `key`, streamed; and its size.
+    pub async fn get_key(&self, key: &Path) -> ApiResult<(u64, futures_util::stream::BoxStream<'static, std::io::Result<Bytes>>)> {
+        let result = self.store.get(key).await?;
+        let size = result.meta.size;
+        let stream = result.into_stream().map_err(std::io::Error::other).boxed();
+        Ok((size, stream))
+    }
+
+    /// Deletes everything of a backup: complete files, manifest, temporaries.
+    pub async fn remove(&self, backup: &str) -> ApiResult<()> {
+        for prefix in [Path::from(backup.to_string()), Path::from(format!("{TMP}/{backup}"))] {
+            let keys: Vec<Path> = self.store.list(Some(&prefix)).map_ok(|m| m.location).try_collect().await?;
+            for key in keys {
+                match self.store.delete(&key).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        if let Some(root) = &self.local_root {
+            // Multipart staging files of an upload a crash cut short are not
+            // listed by the store: sweep the directories themselves.
+            for dir in [root.join(TMP).join(backup), root.join(backup)] {
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Backup ids present in the backend (complete or not).
+    pub async fn list_ids(&self) -> ApiResult<Vec<String>> {
+        let listing = self.store.list_with_delimiter(None).await?;
+        Ok(listing.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_string)).filter(|p| p != TMP).collect())
+    }
+
+    /// Backup ids with content under `tmp/`.
+    pub async fn list_tmp_ids(&self) -> ApiResult<Vec<String>> {
+        let listing = self.store.list_with_delimiter(Some(&Path::from(TMP))).await?;
+        let mut ids: Vec<String> = listing.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_string)).collect();
+        if let Some(root) = &self.local_root {
+            if let Ok(entries) = std::fs::read_dir(root.join(TMP)) {
+                ids.extend(entries.flatten().filter_map(|e| e.file_name().into_string().ok()));
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+}

@@ -1,0 +1,605 @@
+//! The backup & restore engine: asynchronous jobs with bounded concurrency,
+//! consistent snapshots at one commit, crash-safe writes to the backend,
+//! atomic restores.
+
+pub mod backend;
+mod snapshot;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures_util::TryStreamExt;
+use tokio::sync::Semaphore;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+use zeroize::Zeroizing;
+
+pub use backend::Backend;
+use snapshot::{restore_bundle, write_database, RestoreOptions};
+
+use super::error::{ApiError, ApiResult};
+use super::store::jobs::{self, BackupFile, BackupRecord, Progress, RestoreRecord};
+use super::store::{now_ms, Store};
+use crate::seal;
+
+/// How a backup is encrypted.
+pub enum Encryption {
+    /// Integrity only (a plain bundle: digest and per-block hashes).
+    None,
+    /// A passphrase given with the request (never stored).
+    Passphrase(Zeroizing<String>),
+    /// X25519 recipients: the server's own key plus any given.
+    Recipients(Vec<seal::PublicKey>),
+}
+
+impl Encryption {
+    /// The name recorded in the backup record.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Encryption::None => "none",
+            Encryption::Passphrase(_) => "passphrase",
+            Encryption::Recipients(_) => "recipients",
+        }
+    }
+}
+
+/// Which collections a job covers.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only these.
+    pub include: Option<Vec<String>>,
+    /// All but these.
+    pub exclude: Option<Vec<String>>,
+}
+
+impl Filter {
+    /// Checks that at most one of include/exclude is set, and the names.
+    pub fn new(include: Option<Vec<String>>, exclude: Option<Vec<String>>) -> ApiResult<Self> {
+        if include.is_some() && exclude.is_some() {
+            return Err(ApiError::invalid("include and exclude are mutually exclusive: set at most one"));
+        }
+        for name in include.iter().chain(exclude.iter()).flatten() {
+            crate::snapshot::validate_collection_name(name)?;
+        }
+        Ok(Self { include, exclude })
+    }
+    /// Whether `collection` is covered.
+    pub fn covers(&self, collection: &str) -> bool {
+        if let Some(inc) = &self.include {
+            return inc.iter().any(|c| c == collection);
+        }
+        if let Some(exc) = &self.exclude {
+            return !exc.iter().any(|c| c == collection);
+        }
+        true
+    }
+}
+
+/// Live progress of a running job.
+#[derive(Debug, Default)]
+pub struct LiveProgress {
+    /// Documents done.
+    pub documents_done: AtomicU64,
+    /// Documents in total.
+    pub documents_total: AtomicU64,
+    /// Bytes done.
+    pub bytes_done: AtomicU64,
+    /// Bytes in total (estimate).
+    pub bytes_total: AtomicU64,
+}
+
+impl LiveProgress {
+    fn snapshot(&self) -> Progress {
+        Progress {
+            documents_done: self.documents_done.load(Ordering::Relaxed),
+            documents_total: self.documents_total.load(Ordering::Relaxed),
+            bytes_done: self.bytes_done.load(Ordering::Relaxed),
+            bytes_total: self.bytes_total.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Counters exported at `/metrics`.
+#[derive(Debug, Default)]
+pub struct EngineMetrics {
+    /// Backups finished.
+    pub backups_done: AtomicU64,
+    /// Backups failed.
+    pub backups_failed: AtomicU64,
+    /// Bytes written by backups.
+    pub backup_bytes: AtomicU64,
+    /// Restores finished.
+    pub restores_done: AtomicU64,
+    /// Restores failed.
+    pub restores_failed: AtomicU64,
+    /// Documents restored.
+    pub restored_documents: AtomicU64,
+    /// Jobs running now.
+    pub running: AtomicU64,
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Jobs that run at once.
+    pub concurrency: usize,
+    /// Bytes per second a backup may write (0 = unlimited).
+    pub rate_limit: u64,
+    /// Compression threads per backup (0 = all cores).
+    pub threads: usize,
+}
+
+/// The engine.
+pub struct Engine {
+    store: Arc<Store>,
+    /// The backend.
+    pub backend: Backend,
+    node: String,
+    config: EngineConfig,
+    identity: seal::Identity,
+    recipients: Vec<seal::PublicKey>,
+    slots: Arc<Semaphore>,
+    live: Mutex<HashMap<String, Arc<LiveProgress>>>,
+    /// Counters.
+    pub metrics: EngineMetrics,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("backend", &self.backend).field("node", &self.node).finish_non_exhaustive()
+    }
+}
+
+/// Writes through to `inner`, hashing and counting the bytes, and keeping
+/// to a rate limit.
+struct Counting<W: Write> {
+    inner: W,
+    hasher: blake3::Hasher,
+    bytes: u64,
+    progress: Arc<LiveProgress>,
+    rate_limit: u64,
+    started: Instant,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        self.progress.bytes_done.fetch_add(n as u64, Ordering::Relaxed);
+        if self.rate_limit > 0 {
+            let due = std::time::Duration::from_secs_f64(self.bytes as f64 / self.rate_limit as f64);
+            let elapsed = self.started.elapsed();
+            if due > elapsed {
+                std::thread::sleep(due - elapsed);
+            }
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A backup's manifest: the record as it was when the backup completed.
+fn manifest_bytes(rec: &BackupRecord) -> ApiResult<Vec<u8>> {
+    Ok(serde_json::to_vec_pretty(rec)?)
+}
+
+/// The object name of a database's file in a backup.
+pub fn file_name(database: &str) -> String {
+    format!("{}.coffer", database.replace('/', "."))
+}
+
+impl Engine {
+    /// An engine over `store` and `backend`.
+    pub fn new(store: Arc<Store>, backend: Backend, node: String, config: EngineConfig, identity: seal::Identity, recipients: Vec<seal::PublicKey>) -> Self {
+        let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        Self { store, backend, node, config, identity, recipients, slots, live: Mutex::new(HashMap::new()), metrics: EngineMetrics::default() }
+    }
+
+    /// The node id.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The server's public key (backups with `"encryption": "recipients"` are sealed to it).
+    pub fn public_key(&self) -> seal::PublicKey {
+        self.identity.public()
+    }
+
+    /// Recipients of a `recipients` backup: the server's key, configured keys, `extra`.
+    pub fn recipients(&self, extra: Vec<seal::PublicKey>) -> Vec<seal::PublicKey> {
+        let mut all = vec![self.identity.public()];
+        all.extend(self.recipients.iter().cloned());
+        all.extend(extra);
+        all
+    }
+
+    /// After a restart: marks unfinished jobs `error` ("interrupted") and
+    /// removes what they left in the backend, and removes backend content
+    /// that no record describes.
+    pub async fn recover(&self) -> ApiResult<Vec<String>> {
+        let interrupted = self.store.run_write(|tx| jobs::mark_interrupted(tx, now_ms())).await?;
+        for id in &interrupted {
+            tracing::warn!(backup = %id, "backup was interrupted by a restart; removing its leftovers");
+            self.backend.remove(id).await?;
+        }
+        for id in self.backend.list_ids().await? {
+            let known = {
+                let id = id.clone();
+                self.store.run(move |c| jobs::get_backup(c, &id)).await?
+            };
+            if known.is_none() {
+                tracing::warn!(backup = %id, "removing backend content without a record");
+                self.backend.remove(&id).await?;
+            }
+        }
+        // Staging leftovers of anything.
+        for id in self.backend.list_tmp_ids().await? {
+            let rec = {
+                let id = id.clone();
+                self.store.run(move |c| jobs::get_backup(c, &id)).await?
+            };
+            if rec.is_none_or(|r| r.status != jobs::RUNNING && r.status != jobs::SCHEDULED) {
+                self.backend.remove(&id).await?;
+            }
+        }
+        Ok(interrupted)
+    }
+
+    /// The record with live progress merged in.
+    pub fn with_progress(&self, mut rec: BackupRecord) -> BackupRecord {
+        if let Some(p) = self.live.lock().ok().and_then(|l| l.get(&rec.id).cloned()) {
+            rec.progress = p.snapshot();
+        }
+        rec
+    }
+
+    /// Records and starts a backup; returns the `scheduled` record.
+    pub async fn start_backup(self: &Arc<Self>, rec: BackupRecord, encryption: Encryption) -> ApiResult<BackupRecord> {
+        let stored = rec.clone();
+        self.store.run_write(move |tx| jobs::insert_backup(tx, &stored)).await?;
+        let progress = Arc::new(LiveProgress::default());
+        self.live.lock().map_err(|_| ApiError::internal("poisoned"))?.insert(rec.id.clone(), progress.clone());
+        let engine = self.clone();
+        let job = rec.clone();
+        tokio::spawn(async move {
+            let permit = engine.slots.clone().acquire_owned().await;
+            engine.metrics.running.fetch_add(1, Ordering::Relaxed);
+            let id = job.id.clone();
+            let result = engine.run_backup(job, encryption, progress).await;
+            engine.metrics.running.fetch_sub(1, Ordering::Relaxed);
+            if let Err(e) = result {
+                tracing::warn!(backup = %id, code = e.code, error = %e.message, "backup failed");
+            }
+            if let Ok(mut live) = engine.live.lock() {
+                live.remove(&id);
+            }
+            drop(permit);
+        });
+        Ok(rec)
+    }
+
+    async fn save(&self, rec: &BackupRecord) -> ApiResult<()> {
+        let rec = rec.clone();
+        self.store.run_write(move |tx| jobs::update_backup(tx, &rec)).await
+    }
+
+    async fn run_backup(self: &Arc<Self>, mut rec: BackupRecord, encryption: Encryption, progress: Arc<LiveProgress>) -> ApiResult<()> {
+        rec.status = jobs::RUNNING.into();
+        rec.started_at = Some(now_ms());
+        self.save(&rec).await?;
+        let outcome = self.write_backup(&rec, &encryption, progress.clone()).await;
+        rec.progress = progress.snapshot();
+        rec.finished_at = Some(now_ms());
+        match outcome {
+            Ok(files) => {
+                rec.size = Some(files.iter().map(|f| f.size).sum());
+                rec.digest = files.first().map(|f| f.digest.clone());
+                rec.files = files;
+                rec.status = jobs::DONE.into();
+                rec.error = None;
+                // Manifest last: from here on the backup is complete.
+                self.backend.put_manifest(&rec.id, manifest_bytes(&rec)?).await?;
+                self.save(&rec).await?;
+                self.metrics.backups_done.fetch_add(1, Ordering::Relaxed);
+                self.metrics.backup_bytes.fetch_add(rec.size.unwrap_or(0), Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                rec.status = jobs::ERROR.into();
+                rec.error = Some(format!("{}: {}", e.code, e.message));
+                let _ = self.backend.remove(&rec.id).await;
+                self.save(&rec).await?;
+                self.metrics.backups_failed.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    async fn write_backup(self: &Arc<Self>, rec: &BackupRecord, encryption: &Encryption, progress: Arc<LiveProgress>) -> ApiResult<Vec<BackupFile>> {
+        let mut files = Vec::new();
+        for database in &rec.databases {
+            let (org, db) = database.split_once('/').ok_or_else(|| ApiError::invalid("database must be org/db"))?;
+            let object = file_name(database);
+            let writer = self.backend.writer(Backend::tmp_key(&rec.id, &object));
+            let store = self.store.clone();
+            let filter = Filter { include: rec.include.clone(), exclude: rec.exclude.clone() };
+            let (org, db) = (org.to_string(), db.to_string());
+            let recipients: Vec<seal::Recipient> = match encryption {
+                Encryption::None => Vec::new(),
+                Encryption::Passphrase(p) => vec![seal::Recipient::Passphrase(p.clone())],
+                Encryption::Recipients(keys) => keys.iter().cloned().map(seal::Recipient::X25519).collect(),
+            };
+            let mut metadata = serde_json::Map::new();
+            metadata.insert("backup".into(), rec.id.clone().into());
+            metadata.insert("name".into(), rec.name.clone().into());
+            metadata.insert("node".into(), rec.node.clone().into());
+            metadata.insert("database".into(), database.clone().into());
+            metadata.insert("created_at".into(), rec.created_at.into());
+            metadata.insert("created_by".into(), serde_json::to_value(&rec.created_by)?);
+            let progress = progress.clone();
+            let config = self.config.clone();
+            let database_name = database.clone();
+            let file = tokio::task::spawn_blocking(move || -> ApiResult<BackupFile> {
+                let counting = Counting { inner: SyncIoBridge::new(writer), hasher: blake3::Hasher::new(), bytes: 0, progress: progress.clone(), rate_limit: config.rate_limit, started: Instant::now() };
+                let (mut counting, stats) = if recipients.is_empty() {
+                    write_database(&store, &org, &db, &filter, counting, &progress, config.threads)?
+                } else {
+                    let options = seal::SealOptions { metadata: Some(metadata), threads: config.threads, ..Default::default() };
+                    let sealed = seal::SealWriter::new(counting, &recipients, &options)?;
+                    let (sealed, stats) = write_database(&store, &org, &db, &filter, sealed, &progress, config.threads)?;
+                    (sealed.finish()?, stats)
+                };
+                counting.flush()?;
+                counting.inner.shutdown()?;
+                Ok(BackupFile {
+                    database: database_name,
+                    object,
+                    size: counting.bytes,
+                    sha: counting.hasher.finalize().to_hex().to_string(),
+                    digest: stats.digest,
+                    head: stats.head,
+                    documents: stats.documents,
+                    commits: stats.commits,
+                    collections: stats.collections,
+                })
+            })
+            .await??;
+            self.backend.promote(&rec.id, &file.object).await?;
+            files.push(file);
+        }
+        Ok(files)
+    }
+
+    /// A reader (blocking) over a complete file of a backup.
+    async fn blocking_reader(&self, backup: &str, object: &str) -> ApiResult<impl Read + Send + 'static> {
+        let (_, stream) = self.backend.get(backup, object).await?;
+        Ok(SyncIoBridge::new(StreamReader::new(stream)))
+    }
+
+    /// Keys that may open a backup: the passphrase given, or the server identity.
+    fn keys(&self, passphrase: Option<Zeroizing<String>>) -> ApiResult<Vec<seal::Key>> {
+        let mut keys = Vec::new();
+        if let Some(p) = passphrase {
+            keys.push(seal::Key::Passphrase(p));
+        }
+        let identity: seal::Identity = self.identity.to_secret_string().parse()?;
+        keys.push(seal::Key::Identity(identity));
+        Ok(keys)
+    }
+
+    /// Re-reads every file of a backup: size and hash of the stored bytes,
+    /// every seal tag (with the key given, or the server's), every bundle
+    /// hash and the digest. Returns one report per file.
+    pub async fn verify(&self, rec: &BackupRecord, passphrase: Option<Zeroizing<String>>) -> ApiResult<Vec<serde_json::Value>> {
+        if rec.status != jobs::DONE {
+            return Err(ApiError::conflict(format!("backup {:?} is {}, not done", rec.id, rec.status)));
+        }
+        if !self.backend.has_manifest(&rec.id).await? {
+            return Err(ApiError::new("CORRUPT", "the backup's manifest is missing from the backend"));
+        }
+        let mut reports = Vec::new();
+        for file in &rec.files {
+            let input = self.blocking_reader(&rec.id, &file.object).await?;
+            let keys = if rec.encryption == "none" { Vec::new() } else { self.keys(passphrase.clone())? };
+            let expected = file.clone();
+            let encryption = rec.encryption.clone();
+            let report = tokio::task::spawn_blocking(move || -> ApiResult<serde_json::Value> {
+                let mut hashing = HashingReader { inner: input, hasher: blake3::Hasher::new(), bytes: 0 };
+                let toc = open_bundle(&mut hashing, &keys, |reader| reader.read_to_end().map_err(ApiError::from))?;
+                // Drain whatever follows (nothing, for a valid file).
+                std::io::copy(&mut hashing, &mut std::io::sink())?;
+                if hashing.bytes != expected.size || hashing.hasher.finalize().to_hex().as_str() != expected.sha {
+                    return Err(ApiError::new("CORRUPT", format!("{}: stored bytes differ from those recorded", expected.object)));
+                }
+                if !expected.digest.is_empty() && toc.digest != expected.digest {
+                    return Err(ApiError::new("CORRUPT", format!("{}: bundle digest differs from the one recorded", expected.object)));
+                }
+                Ok(serde_json::json!({"database": expected.database, "object": expected.object, "size": expected.size, "digest": toc.digest, "encryption": encryption, "ok": true}))
+            })
+            .await??;
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+
+    /// Records and starts a restore.
+    pub async fn start_restore(self: &Arc<Self>, rec: RestoreRecord, backup: BackupRecord, file: BackupFile, passphrase: Option<Zeroizing<String>>) -> ApiResult<RestoreRecord> {
+        let stored = rec.clone();
+        self.store.run_write(move |tx| jobs::put_restore(tx, &stored)).await?;
+        let engine = self.clone();
+        let job = rec.clone();
+        tokio::spawn(async move {
+            let permit = engine.slots.clone().acquire_owned().await;
+            engine.metrics.running.fetch_add(1, Ordering::Relaxed);
+            engine.run_restore(job, backup, file, passphrase).await;
+            engine.metrics.running.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+        Ok(rec)
+    }
+
+    async fn run_restore(self: &Arc<Self>, mut rec: RestoreRecord, backup: BackupRecord, file: BackupFile, passphrase: Option<Zeroizing<String>>) {
+        rec.status = jobs::RUNNING.into();
+        rec.started_at = Some(now_ms());
+        let saved = rec.clone();
+        if let Err(e) = self.store.run_write(move |tx| jobs::put_restore(tx, &saved)).await {
+            tracing::error!(error = %e, "cannot record restore start");
+        }
+        let outcome = self.restore_inner(&rec, &backup, &file, passphrase).await;
+        rec.finished_at = Some(now_ms());
+        match outcome {
+            Ok(counts) => {
+                rec.status = jobs::DONE.into();
+                rec.records = counts.records;
+                rec.commits = counts.commits;
+                rec.collections = counts.collections;
+                rec.failed = 0;
+                self.metrics.restores_done.fetch_add(1, Ordering::Relaxed);
+                self.metrics.restored_documents.fetch_add(rec.records, Ordering::Relaxed);
+            }
+            Err((e, seen)) => {
+                tracing::warn!(restore = %rec.id, code = e.code, error = %e.message, "restore failed");
+                rec.status = jobs::ERROR.into();
+                rec.error = Some(format!("{}: {}", e.code, e.message));
+                rec.records = 0;
+                rec.failed = seen;
+                self.metrics.restores_failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let saved = rec.clone();
+        if let Err(e) = self.store.run_write(move |tx| jobs::put_restore(tx, &saved)).await {
+            tracing::error!(error = %e, "cannot record restore end");
+        }
+    }
+
+    async fn restore_inner(&self, rec: &RestoreRecord, backup: &BackupRecord, file: &BackupFile, passphrase: Option<Zeroizing<String>>) -> Result<snapshot::RestoreCounts, (ApiError, u64)> {
+        let input = self.blocking_reader(&backup.id, &file.object).await.map_err(|e| (e, 0))?;
+        let keys = if backup.encryption == "none" { Vec::new() } else { self.keys(passphrase).map_err(|e| (e, 0))? };
+        let (org, db) = rec.target.split_once('/').ok_or_else(|| (ApiError::invalid("target must be org/db"), 0))?;
+        let options = RestoreOptions {
+            org: org.to_string(),
+            db: db.to_string(),
+            filter: Filter { include: rec.include.clone(), exclude: rec.exclude.clone() },
+            overwrite: rec.overwrite,
+            author: rec.created_by.name.clone(),
+            message: format!("restore of backup {}", backup.id),
+        };
+        let store = self.store.clone();
+        let seen = Arc::new(AtomicU64::new(0));
+        let seen2 = seen.clone();
+        let result = tokio::task::spawn_blocking(move || open_bundle(input, &keys, |reader| restore_bundle(&store, reader, &options, &seen2))).await;
+        match result {
+            Ok(Ok(counts)) => Ok(counts),
+            Ok(Err(e)) => Err((e, seen.load(Ordering::Relaxed))),
+            Err(e) => Err((e.into(), seen.load(Ordering::Relaxed))),
+        }
+    }
+
+    /// Validates an uploaded file at `tmp/<id>/<object>` (every hash; every
+    /// seal tag when a key opens it, else the sealed header), then moves it
+    /// into place and writes the manifest. Returns the file entry.
+    pub async fn adopt_import(&self, rec: &mut BackupRecord, object: &str, size: u64, sha: String, passphrase: Option<Zeroizing<String>>) -> ApiResult<()> {
+        let (_, stream) = self.backend.get_key(&Backend::tmp_key(&rec.id, object)).await?;
+        let input = SyncIoBridge::new(StreamReader::new(stream.map_err(std::io::Error::other)));
+        let has_passphrase = passphrase.is_some();
+        let keys = self.keys(passphrase)?;
+        type Checked = (String, String, u64, u64, Vec<String>);
+        let (digest, encryption, documents, commits, collections) = tokio::task::spawn_blocking(move || -> ApiResult<Checked> {
+            let (head, mut input) = read_ahead(input, 1 << 18)?;
+            if seal::is_sealed(&head) {
+                let info = seal::inspect(&head, &seal::OpenLimits::default())?;
+                let kind = if info.recipients.iter().any(|r| matches!(r, seal::RecipientInfo::Passphrase { .. })) { "passphrase" } else { "recipients" };
+                match open_bundle(&mut input, &keys, |reader| reader.read_to_end().map_err(ApiError::from)) {
+                    Ok(toc) => Ok((toc.digest.clone(), kind.into(), toc.collections.iter().map(|c| c.documents).sum(), toc.commits, names(&toc))),
+                    Err(e) if e.code == "WRONG_KEY" && !has_passphrase => {
+                        // No key of ours opens it: only the header could be checked.
+                        Ok((String::new(), kind.into(), 0, 0, Vec::new()))
+                    }
+                    Err(e) => Err(e),
+                }
+            } else {
+                let toc = crate::bundle::BundleReader::new(&mut input, crate::bundle::ReadLimits::default())?.read_to_end()?;
+                Ok((toc.digest.clone(), "none".into(), toc.collections.iter().map(|c| c.documents).sum(), toc.commits, names(&toc)))
+            }
+        })
+        .await??;
+        self.backend.promote(&rec.id, object).await?;
+        rec.encryption = encryption;
+        rec.files = vec![BackupFile { database: rec.databases[0].clone(), object: object.into(), size, sha, digest: digest.clone(), head: None, documents, commits, collections }];
+        rec.size = Some(size);
+        rec.digest = (!digest.is_empty()).then_some(digest);
+        rec.progress = Progress { documents_done: documents, documents_total: documents, bytes_done: size, bytes_total: size };
+        rec.status = jobs::DONE.into();
+        rec.started_at = Some(rec.created_at);
+        rec.finished_at = Some(now_ms());
+        self.backend.put_manifest(&rec.id, manifest_bytes(rec)?).await?;
+        let stored = rec.clone();
+        self.store.run_write(move |tx| jobs::insert_backup(tx, &stored)).await?;
+        self.metrics.backups_done.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Checks that the key given (or the server's) opens a backup's file:
+    /// reads and authenticates the sealed header only.
+    pub async fn check_key(&self, rec: &BackupRecord, file: &BackupFile, passphrase: Option<Zeroizing<String>>) -> ApiResult<()> {
+        if rec.encryption == "none" {
+            return Ok(());
+        }
+        let input = self.blocking_reader(&rec.id, &file.object).await?;
+        let keys = self.keys(passphrase)?;
+        tokio::task::spawn_blocking(move || -> ApiResult<()> {
+            seal::OpenReader::new(input, &keys, &seal::OpenLimits::default())?;
+            Ok(())
+        })
+        .await?
+    }
+}
+
+fn names(toc: &crate::bundle::Toc) -> Vec<String> {
+    toc.collections.iter().map(|c| c.name.clone()).collect()
+}
+
+/// Reads up to `n` bytes ahead; returns them and a reader that yields
+/// them again followed by the rest.
+fn read_ahead<R: Read>(mut input: R, n: u64) -> ApiResult<(Vec<u8>, std::io::Chain<std::io::Cursor<Vec<u8>>, R>)> {
+    let mut head = Vec::new();
+    (&mut input).take(n).read_to_end(&mut head)?;
+    Ok((head.clone(), std::io::Cursor::new(head).chain(input)))
+}
+
+struct HashingReader<R: Read> {
+    inner: R,
+    hasher: blake3::Hasher,
+    bytes: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Opens a plain or sealed bundle and hands its reader to `f`.
+pub fn open_bundle<'a, R: Read + 'a, T>(input: R, keys: &[seal::Key], f: impl FnOnce(crate::bundle::BundleReader<Box<dyn Read + 'a>>) -> ApiResult<T>) -> ApiResult<T> {
+    let (head, input) = read_ahead(input, 8)?;
+    let input = std::io::BufReader::with_capacity(1 << 20, input);
+    let limits = crate::bundle::ReadLimits::default();
+    if seal::is_sealed(&head) {
+        let opened = seal::OpenReader::new(input, keys, &seal::OpenLimits::default())?;
+        let boxed: Box<dyn Read + 'a> = Box::new(opened);
+        f(crate::bundle::BundleReader::new(boxed, limits)?)
+    } else {
+        let boxed: Box<dyn Read + 'a> = Box::new(input);
+        f(crate::bundle::BundleReader::new(boxed, limits)?)
+    }
+}

@@ -1,0 +1,330 @@
+//! Databases, collections, documents, commits and branches.
+//!
+//! Every branch has its own materialized state (collections, documents,
+//! schema); every write is one commit on one branch whose change set is
+//! stored with it, so the state at any commit can be rebuilt by replaying
+//! the first-parent chain ([`create_branch`] does that for old commits).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::{new_ksuid, now_ms, ApiError, ApiResult};
+use crate::snapshot::{Change, Commit};
+
+/// The default branch.
+pub const MAIN: &str = "main";
+
+/// A database row.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseInfo {
+    /// Organization.
+    pub org: String,
+    /// Name within the organization.
+    pub name: String,
+    /// Label.
+    pub label: String,
+    /// Comment.
+    pub comment: String,
+    /// Creation time (ms).
+    pub created_at: i64,
+    /// Collections on `main`.
+    pub collections: u64,
+    /// Documents on `main`.
+    pub documents: u64,
+    /// Head commit of `main` (null before the first write).
+    pub head: Option<String>,
+}
+
+/// Summary of a commit (change set left out).
+#[derive(Debug, Clone, Serialize)]
+pub struct CommitInfo {
+    /// Commit id.
+    pub id: String,
+    /// Parent ids.
+    pub parents: Vec<String>,
+    /// Author (user name).
+    pub author: String,
+    /// Message.
+    pub message: String,
+    /// Time (ms since the epoch).
+    pub timestamp: i64,
+    /// Number of changes.
+    pub changes: usize,
+}
+
+/// Checks a branch name: 1..=128 characters of `[A-Za-z0-9_.-]`.
+pub fn validate_branch(name: &str) -> ApiResult<()> {
+    if name.is_empty() || name.len() > 128 || name.starts_with('.') || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) {
+        return Err(ApiError::invalid("branch names are 1..=128 characters of [A-Za-z0-9_.-], not starting with '.'"));
+    }
+    Ok(())
+}
+
+/// The internal id of `org/name`, or NOT_FOUND.
+pub fn db_id(conn: &Connection, org: &str, name: &str) -> ApiResult<i64> {
+    conn.query_row("SELECT id FROM databases WHERE org = ?1 AND name = ?2", [org, name], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| ApiError::not_found(format!("database {org}/{name} not found")))
+}
+
+/// Creates a database with an empty `main` branch.
+pub fn create_database(tx: &Transaction<'_>, org: &str, name: &str, label: &str, comment: &str) -> ApiResult<i64> {
+    let exists: Option<i64> = tx.query_row("SELECT id FROM databases WHERE org = ?1 AND name = ?2", [org, name], |r| r.get(0)).optional()?;
+    if exists.is_some() {
+        return Err(ApiError::conflict(format!("database {org}/{name} exists already")));
+    }
+    tx.execute("INSERT INTO databases (org, name, label, comment, created_at) VALUES (?1, ?2, ?3, ?4, ?5)", params![org, name, label, comment, now_ms()])?;
+    let id = tx.last_insert_rowid();
+    tx.execute("INSERT INTO branches (db, name, head) VALUES (?1, ?2, NULL)", params![id, MAIN])?;
+    Ok(id)
+}
+
+/// Deletes a database and everything in it.
+pub fn delete_database(tx: &Transaction<'_>, org: &str, name: &str) -> ApiResult<()> {
+    let id = db_id(tx, org, name)?;
+    tx.execute("DELETE FROM documents WHERE db = ?1", [id])?;
+    tx.execute("DELETE FROM databases WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+/// Information about one database.
+pub fn database_info(conn: &Connection, org: &str, name: &str) -> ApiResult<DatabaseInfo> {
+    let (id, label, comment, created_at): (i64, String, String, i64) = conn
+        .query_row("SELECT id, label, comment, created_at FROM databases WHERE org = ?1 AND name = ?2", [org, name], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?
+        .ok_or_else(|| ApiError::not_found(format!("database {org}/{name} not found")))?;
+    let collections: i64 = conn.query_row("SELECT COUNT(*) FROM collections WHERE db = ?1 AND branch = ?2", params![id, MAIN], |r| r.get(0))?;
+    let documents: i64 = conn.query_row("SELECT COUNT(*) FROM documents WHERE db = ?1 AND branch = ?2", params![id, MAIN], |r| r.get(0))?;
+    let (collections, documents) = (collections as u64, documents as u64);
+    let head = branch_head(conn, id, MAIN)?;
+    Ok(DatabaseInfo { org: org.into(), name: name.into(), label, comment, created_at, collections, documents, head })
+}
+
+/// Databases of an organization.
+pub fn list_databases(conn: &Connection, org: &str) -> ApiResult<Vec<DatabaseInfo>> {
+    let names: Vec<String> = conn.prepare("SELECT name FROM databases WHERE org = ?1 ORDER BY name")?.query_map([org], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    names.iter().map(|n| database_info(conn, org, n)).collect()
+}
+
+/// The head of a branch (None before its first commit); NOT_FOUND if the branch does not exist.
+pub fn branch_head(conn: &Connection, db: i64, branch: &str) -> ApiResult<Option<String>> {
+    conn.query_row("SELECT head FROM branches WHERE db = ?1 AND name = ?2", params![db, branch], |r| r.get::<_, Option<String>>(0))
+        .optional()?
+        .ok_or_else(|| ApiError::not_found(format!("branch {branch:?} not found")))
+}
+
+/// Branch name → head (branches without a commit yet included, as null).
+pub fn list_branches(conn: &Connection, db: i64) -> ApiResult<BTreeMap<String, Option<String>>> {
+    let mut stmt = conn.prepare("SELECT name, head FROM branches WHERE db = ?1 ORDER BY name")?;
+    let rows = stmt.query_map([db], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Collections of a branch with their configs.
+pub fn list_collections(conn: &Connection, db: i64, branch: &str) -> ApiResult<Vec<(String, Map<String, Value>, u64)>> {
+    branch_head(conn, db, branch)?;
+    let mut stmt = conn.prepare(
+        "SELECT c.name, c.config, (SELECT COUNT(*) FROM documents d WHERE d.db = c.db AND d.branch = c.branch AND d.collection = c.name)
+         FROM collections c WHERE c.db = ?1 AND c.branch = ?2 ORDER BY c.name",
+    )?;
+    let rows = stmt.query_map(params![db, branch], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)? as u64)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, config, count) = row?;
+        out.push((name, parse_config(&config)?, count));
+    }
+    Ok(out)
+}
+
+/// The schema of a branch.
+pub fn branch_schema(conn: &Connection, db: i64, branch: &str) -> ApiResult<Value> {
+    let text: String = conn
+        .query_row("SELECT schema FROM branches WHERE db = ?1 AND name = ?2", params![db, branch], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| ApiError::not_found(format!("branch {branch:?} not found")))?;
+    Ok(serde_json::from_str(&text).map_err(|_| ApiError::internal("stored schema is not JSON"))?)
+}
+
+pub(crate) fn parse_config(text: &str) -> ApiResult<Map<String, Value>> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(ApiError::internal("stored config is not a JSON object")),
+    }
+}
+
+/// Whether a collection exists on a branch.
+pub fn collection_exists(conn: &Connection, db: i64, branch: &str, name: &str) -> ApiResult<bool> {
+    Ok(conn.query_row("SELECT 1 FROM collections WHERE db = ?1 AND branch = ?2 AND name = ?3", params![db, branch, name], |_| Ok(())).optional()?.is_some())
+}
+
+/// One document's canonical JSON text.
+pub fn get_document(conn: &Connection, db: i64, branch: &str, collection: &str, id: &str) -> ApiResult<String> {
+    branch_head(conn, db, branch)?;
+    if !collection_exists(conn, db, branch, collection)? {
+        return Err(ApiError::not_found(format!("collection {collection:?} not found")));
+    }
+    conn.query_row("SELECT body FROM documents WHERE db = ?1 AND branch = ?2 AND collection = ?3 AND id = ?4", params![db, branch, collection, id], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| ApiError::not_found(format!("document {id:?} not found")))
+}
+
+/// Documents with ids after `after`, in id order: (id, canonical JSON).
+pub fn list_documents(conn: &Connection, db: i64, branch: &str, collection: &str, after: &str, limit: u32) -> ApiResult<Vec<(String, String)>> {
+    branch_head(conn, db, branch)?;
+    if !collection_exists(conn, db, branch, collection)? {
+        return Err(ApiError::not_found(format!("collection {collection:?} not found")));
+    }
+    let mut stmt = conn.prepare_cached("SELECT id, body FROM documents WHERE db = ?1 AND branch = ?2 AND collection = ?3 AND id > ?4 ORDER BY id LIMIT ?5")?;
+    let rows = stmt.query_map(params![db, branch, collection, after, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Commits reachable from a branch head, newest first, after skipping `offset`.
+pub fn list_commits(conn: &Connection, db: i64, branch: &str, offset: usize, limit: usize) -> ApiResult<Vec<CommitInfo>> {
+    let Some(head) = branch_head(conn, db, branch)? else { return Ok(Vec::new()) };
+    let all = load_commits(conn, db)?;
+    let mut seen = HashSet::new();
+    let mut stack = vec![head];
+    let mut reachable = Vec::new();
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        if let Some((seq, c)) = all.get(&id) {
+            stack.extend(c.parents.iter().cloned());
+            reachable.push((*seq, c));
+        }
+    }
+    reachable.sort_by(|a, b| b.0.cmp(&a.0));
+    Ok(reachable
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(|(_, c)| CommitInfo { id: c.id.clone(), parents: c.parents.clone(), author: c.author.clone(), message: c.message.clone(), timestamp: c.timestamp, changes: c.changes.len() })
+        .collect())
+}
+
+/// Every commit of a database by id, with its insertion sequence.
+pub fn load_commits(conn: &Connection, db: i64) -> ApiResult<HashMap<String, (i64, Commit)>> {
+    let mut stmt = conn.prepare("SELECT seq, id, parents, author, message, timestamp, changes FROM commits WHERE db = ?1")?;
+    let rows = stmt.query_map([db], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, i64>(5)?, r.get::<_, String>(6)?))
+    })?;
+    let mut out = HashMap::new();
+    for row in rows {
+        let (seq, id, parents, author, message, timestamp, changes) = row?;
+        let parents: Vec<String> = serde_json::from_str(&parents).map_err(|_| ApiError::internal("stored parents are not JSON"))?;
+        let changes: Vec<Change> = serde_json::from_str(&changes).map_err(|_| ApiError::internal("stored changes are not JSON"))?;
+        out.insert(id.clone(), (seq, Commit { id, parents, author, message, timestamp, changes }));
+    }
+    Ok(out)
+}
+
+/// Applies one change to a branch's materialized state.
+pub fn apply_change(tx: &Connection, db: i64, branch: &str, change: &Change) -> ApiResult<()> {
+    match change {
+        Change::Put { collection, id, document } => {
+            if !collection_exists(tx, db, branch, collection)? {
+                tx.execute("INSERT INTO collections (db, branch, name, config) VALUES (?1, ?2, ?3, '{}')", params![db, branch, collection])?;
+            }
+            let body = String::from_utf8(crate::canonical::to_vec(document)?).map_err(|_| ApiError::internal("canonical JSON is not UTF-8"))?;
+            tx.prepare_cached("INSERT OR REPLACE INTO documents (db, branch, collection, id, body) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                .execute(params![db, branch, collection, id, body])?;
+        }
+        Change::Delete { collection, id } => {
+            tx.prepare_cached("DELETE FROM documents WHERE db = ?1 AND branch = ?2 AND collection = ?3 AND id = ?4")?.execute(params![db, branch, collection, id])?;
+        }
+        Change::Configure { collection, config } => {
+            let text = serde_json::to_string(config)?;
+            tx.execute("INSERT OR REPLACE INTO collections (db, branch, name, config) VALUES (?1, ?2, ?3, ?4)", params![db, branch, collection, text])?;
+        }
+        Change::Drop { collection } => {
+            tx.execute("DELETE FROM documents WHERE db = ?1 AND branch = ?2 AND collection = ?3", params![db, branch, collection])?;
+            tx.execute("DELETE FROM collections WHERE db = ?1 AND branch = ?2 AND name = ?3", params![db, branch, collection])?;
+        }
+        Change::Schema { schema } => {
+            tx.execute("UPDATE branches SET schema = ?3 WHERE db = ?1 AND name = ?2", params![db, branch, serde_json::to_string(schema)?])?;
+        }
+    }
+    Ok(())
+}
+
+/// Stores a commit row (no state change).
+pub fn insert_commit(tx: &Connection, db: i64, commit: &Commit) -> ApiResult<()> {
+    tx.prepare_cached("INSERT INTO commits (db, id, parents, author, message, timestamp, changes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(params![
+        db,
+        commit.id,
+        serde_json::to_string(&commit.parents)?,
+        commit.author,
+        commit.message,
+        commit.timestamp,
+        serde_json::to_string(&commit.changes)?
+    ])?;
+    Ok(())
+}
+
+/// Makes one commit on `branch`: applies `changes` and moves the head.
+pub fn commit(tx: &Transaction<'_>, db: i64, branch: &str, author: &str, message: &str, changes: Vec<Change>) -> ApiResult<CommitInfo> {
+    let head = branch_head(tx, db, branch)?;
+    for change in &changes {
+        apply_change(tx, db, branch, change)?;
+    }
+    let commit = Commit { id: new_ksuid(), parents: head.into_iter().collect(), author: author.into(), message: message.into(), timestamp: now_ms(), changes };
+    insert_commit(tx, db, &commit)?;
+    tx.execute("UPDATE branches SET head = ?3 WHERE db = ?1 AND name = ?2", params![db, branch, commit.id])?;
+    Ok(CommitInfo { id: commit.id, parents: commit.parents, author: commit.author, message: commit.message, timestamp: commit.timestamp, changes: commit.changes.len() })
+}
+
+/// Creates branch `name` at commit `from` (a commit id or a branch name).
+/// The state is copied from a branch whose head is that commit, or rebuilt
+/// by replaying the first-parent chain.
+pub fn create_branch(tx: &Transaction<'_>, db: i64, name: &str, from: &str) -> ApiResult<Option<String>> {
+    validate_branch(name)?;
+    if tx.query_row("SELECT 1 FROM branches WHERE db = ?1 AND name = ?2", params![db, name], |_| Ok(())).optional()?.is_some() {
+        return Err(ApiError::conflict(format!("branch {name:?} exists already")));
+    }
+    // A branch name?
+    let source_branch: Option<(String, Option<String>)> =
+        tx.query_row("SELECT name, head FROM branches WHERE db = ?1 AND name = ?2", params![db, from], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+    let (source_branch, head) = match source_branch {
+        Some((b, h)) => (Some(b), h),
+        None => {
+            let exists = tx.query_row("SELECT 1 FROM commits WHERE db = ?1 AND id = ?2", params![db, from], |_| Ok(())).optional()?.is_some();
+            if !exists {
+                return Err(ApiError::not_found(format!("no branch or commit {from:?}")));
+            }
+            let at_head: Option<String> =
+                tx.query_row("SELECT name FROM branches WHERE db = ?1 AND head = ?2 ORDER BY name LIMIT 1", params![db, from], |r| r.get(0)).optional()?;
+            (at_head, Some(from.to_string()))
+        }
+    };
+    tx.execute("INSERT INTO branches (db, name, head) VALUES (?1, ?2, ?3)", params![db, name, head])?;
+    match source_branch {
+        Some(src) => {
+            tx.execute("UPDATE branches SET schema = (SELECT schema FROM branches WHERE db = ?1 AND name = ?3) WHERE db = ?1 AND name = ?2", params![db, name, src])?;
+            tx.execute("INSERT INTO collections (db, branch, name, config) SELECT db, ?2, name, config FROM collections WHERE db = ?1 AND branch = ?3", params![db, name, src])?;
+            tx.execute("INSERT INTO documents (db, branch, collection, id, body) SELECT db, ?2, collection, id, body FROM documents WHERE db = ?1 AND branch = ?3", params![db, name, src])?;
+        }
+        None => {
+            let all = load_commits(tx, db)?;
+            let mut chain = Vec::new();
+            let mut cursor = head.clone();
+            while let Some(id) = cursor {
+                let Some((_, c)) = all.get(&id) else { break };
+                chain.push(c);
+                cursor = c.parents.first().cloned();
+            }
+            for c in chain.iter().rev() {
+                for change in &c.changes {
+                    apply_change(tx, db, name, change)?;
+                }
+            }
+        }
+    }
+    Ok(head)
+}

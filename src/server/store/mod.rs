@@ -1,0 +1,257 @@
+//! The embedded document store: one SQLite file in WAL mode.
+//!
+//! One writer connection (behind a mutex: SQLite has one writer at a time
+//! anyway) and a small pool of reader connections. WAL gives readers a
+//! consistent snapshot while the writer goes on, which is what a backup
+//! needs: it reads a whole database inside one read transaction, at one
+//! commit, while writes continue.
+//!
+//! Every function here is blocking; the API calls them through
+//! [`Store::run`] / [`Store::run_write`], which use `spawn_blocking`.
+
+pub mod auth;
+pub mod data;
+pub mod jobs;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::error::{ApiError, ApiResult};
+
+/// Most reader connections kept open.
+const MAX_IDLE_READERS: usize = 8;
+/// How long a connection waits for a lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS orgs (name TEXT PRIMARY KEY, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS users (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  email TEXT NOT NULL DEFAULT '',
+  org TEXT NOT NULL REFERENCES orgs(name),
+  role TEXT NOT NULL,
+  server_admin INTEGER NOT NULL DEFAULT 0,
+  password_hash TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+  id TEXT PRIMARY KEY,
+  hash BLOB NOT NULL,
+  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+  org TEXT NOT NULL,
+  role TEXT NOT NULL,
+  name TEXT NOT NULL DEFAULT '',
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS databases (
+  id INTEGER PRIMARY KEY,
+  org TEXT NOT NULL,
+  name TEXT NOT NULL,
+  label TEXT NOT NULL DEFAULT '',
+  comment TEXT NOT NULL DEFAULT '',
+  created_at INTEGER NOT NULL,
+  UNIQUE(org, name)
+);
+CREATE TABLE IF NOT EXISTS branches (
+  db INTEGER NOT NULL REFERENCES databases(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  head TEXT,
+  schema TEXT NOT NULL DEFAULT 'null',
+  PRIMARY KEY (db, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS commits (
+  seq INTEGER PRIMARY KEY,
+  db INTEGER NOT NULL REFERENCES databases(id) ON DELETE CASCADE,
+  id TEXT NOT NULL,
+  parents TEXT NOT NULL,
+  author TEXT NOT NULL,
+  message TEXT NOT NULL,
+  timestamp INTEGER NOT NULL,
+  changes TEXT NOT NULL,
+  UNIQUE (db, id)
+);
+CREATE TABLE IF NOT EXISTS collections (
+  db INTEGER NOT NULL REFERENCES databases(id) ON DELETE CASCADE,
+  branch TEXT NOT NULL,
+  name TEXT NOT NULL,
+  config TEXT NOT NULL,
+  PRIMARY KEY (db, branch, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS documents (
+  db INTEGER NOT NULL,
+  branch TEXT NOT NULL,
+  collection TEXT NOT NULL,
+  id TEXT NOT NULL,
+  body TEXT NOT NULL,
+  PRIMARY KEY (db, branch, collection, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS backups (
+  id TEXT PRIMARY KEY,
+  seq INTEGER NOT NULL,
+  org TEXT NOT NULL,
+  status TEXT NOT NULL,
+  record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS backups_by_org ON backups (org, seq);
+CREATE TABLE IF NOT EXISTS restores (
+  id TEXT PRIMARY KEY,
+  org TEXT NOT NULL,
+  status TEXT NOT NULL,
+  record TEXT NOT NULL
+);
+"#;
+
+/// The store: a path, a writer and a pool of readers.
+pub struct Store {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", -65536)?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` and migrates its schema.
+    pub fn open(path: &Path) -> ApiResult<Self> {
+        let conn = open_connection(path)?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { path: path.to_path_buf(), writer: Mutex::new(conn), readers: Mutex::new(Vec::new()) })
+    }
+
+    /// Runs `f` on a reader connection (blocking).
+    pub fn read<T>(&self, f: impl FnOnce(&mut Connection) -> ApiResult<T>) -> ApiResult<T> {
+        let pooled = self.readers.lock().map_err(|_| ApiError::internal("reader pool poisoned"))?.pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => open_connection(&self.path)?,
+        };
+        let result = f(&mut conn);
+        if conn.is_autocommit() {
+            if let Ok(mut pool) = self.readers.lock() {
+                if pool.len() < MAX_IDLE_READERS {
+                    pool.push(conn);
+                }
+            }
+        }
+        result
+    }
+
+    /// Runs `f` inside one write transaction (blocking); commits when `f`
+    /// returns `Ok`, rolls back otherwise.
+    pub fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> ApiResult<T>) -> ApiResult<T> {
+        let mut conn = self.writer.lock().map_err(|_| ApiError::internal("writer poisoned"))?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// [`read`](Self::read) on the blocking pool.
+    pub async fn run<T: Send + 'static>(self: &Arc<Self>, f: impl FnOnce(&mut Connection) -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read(f)).await?
+    }
+
+    /// [`write`](Self::write) on the blocking pool.
+    pub async fn run_write<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> ApiResult<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.write(f)).await?
+    }
+
+    /// A value of the `meta` table, created with `init` the first time.
+    pub fn meta_or_init(&self, key: &str, init: impl FnOnce() -> String) -> ApiResult<String> {
+        self.write(|tx| {
+            let existing: Option<String> = tx.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional_row()?;
+            if let Some(v) = existing {
+                return Ok(v);
+            }
+            let v = init();
+            tx.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", (key, &v))?;
+            Ok(v)
+        })
+    }
+}
+
+/// `Option` from a query that may find no row.
+pub trait OptionalRow<T> {
+    /// `Ok(None)` for `QueryReturnedNoRows`.
+    fn optional_row(self) -> rusqlite::Result<Option<T>>;
+}
+
+impl<T> OptionalRow<T> for rusqlite::Result<T> {
+    fn optional_row(self) -> rusqlite::Result<Option<T>> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Checks an organization, database, user or backup id:
+/// `[a-z0-9_-]{1,128}` (safe in paths, URLs and object keys).
+pub fn validate_slug(kind: &str, s: &str) -> ApiResult<()> {
+    if s.is_empty() || s.len() > 128 || !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-') {
+        let shown: String = s.chars().take(64).collect();
+        return Err(ApiError::invalid(format!("{kind} {shown:?} must be 1..=128 characters of [a-z0-9_-]")));
+    }
+    Ok(())
+}
+
+/// Checks an id the server generated or a user gave: `[A-Za-z0-9_-]{1,128}`
+/// (generated KSUIDs are mixed case).
+pub fn validate_key(kind: &str, s: &str) -> ApiResult<()> {
+    if s.is_empty() || s.len() > 128 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        let shown: String = s.chars().take(64).collect();
+        return Err(ApiError::invalid(format!("{kind} {shown:?} must be 1..=128 characters of [A-Za-z0-9_-]")));
+    }
+    Ok(())
+}
+
+/// A new KSUID (time-ordered, 27 base62 characters).
+pub fn new_ksuid() -> String {
+    use svix_ksuid::KsuidLike;
+    svix_ksuid::Ksuid::new(None, None).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_refuse_traversal() {
+        validate_slug("db", "my-db_2").unwrap();
+        for bad in ["", "..", "../etc", "a/b", "A", "a.b", "a b", &"x".repeat(129), "é"] {
+            assert!(validate_slug("db", bad).is_err(), "{bad}");
+        }
+        validate_key("backup", &new_ksuid()).unwrap();
+    }
+}

@@ -1,0 +1,273 @@
+//! The backup & restore engine over real HTTP: the full cycle, writes during
+//! a backup, import, links, verify, and bad input.
+#![cfg(feature = "server")]
+
+mod server_support;
+
+use std::collections::BTreeMap;
+
+use coffer::bundle::{self, BundleReader, ReadLimits};
+use coffer::seal;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use server_support::*;
+
+const PASS: &str = "lantern-orbit-cactus-47-marmalade";
+
+async fn backup(s: &TestServer, body: Value) -> Value {
+    let rec = s.call(s.req(Method::POST, "/api/v1/backups").json(&body), StatusCode::ACCEPTED).await;
+    assert_eq!(rec["status"], "scheduled");
+    let done = s.wait_backup(rec["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "done", "{done}");
+    done
+}
+
+async fn content(s: &TestServer, id: &str) -> Vec<u8> {
+    let resp = s.req(Method::GET, &format!("/api/v1/backups/{id}/content")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "application/octet-stream");
+    assert!(resp.headers()["content-disposition"].to_str().unwrap().starts_with("attachment; filename="));
+    resp.bytes().await.unwrap().to_vec()
+}
+
+fn by_id(docs: &[Value]) -> BTreeMap<String, Value> {
+    docs.iter().map(|d| (coffer::snapshot::document_id(d).unwrap(), d.clone())).collect()
+}
+
+async fn commit_ids(s: &TestServer, db: &str) -> Vec<String> {
+    let c = s.call(s.req(Method::GET, &format!("/api/v1/databases/{db}/commits?limit=10000")), StatusCode::OK).await;
+    c["commits"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_cycle_backup_download_restore() {
+    let s = TestServer::start().await;
+    create_db(&s, "acme", "shop").await;
+    s.call(s.req(Method::PUT, "/api/v1/databases/acme/shop/schema").json(&json!({"version": 2})), StatusCode::OK).await;
+    s.call(s.req(Method::PUT, "/api/v1/databases/acme/shop/collections/items").json(&json!({"dimension": 3, "metric": "cosine"})), StatusCode::OK).await;
+    let items: Vec<Value> = (0..300).map(|i| json!({"id": format!("item-{i:04}"), "price": i, "tags": ["a", i % 7]})).collect();
+    insert(&s, "acme", "shop", "items", Value::Array(items[..150].to_vec())).await;
+    insert(&s, "acme", "shop", "items", Value::Array(items[150..].to_vec())).await;
+    insert(&s, "acme", "shop", "users", json!([{"id": "u1", "name": "Ann"}, {"id": "u2", "name": "Bo"}])).await;
+    s.call(s.req(Method::DELETE, "/api/v1/databases/acme/shop/collections/items/documents/item-0007"), StatusCode::OK).await;
+    s.call(s.req(Method::PUT, "/api/v1/databases/acme/shop/collections/users/documents/u1").json(&json!({"id": "u1", "name": "Anne"})), StatusCode::OK).await;
+    s.call(s.req(Method::POST, "/api/v1/databases/acme/shop/branches/dev"), StatusCode::CREATED).await;
+    s.call(s.req(Method::PUT, "/api/v1/databases/acme/shop/collections/users/documents/u3?branch=dev").json(&json!({"name": "Cy"})), StatusCode::OK).await;
+
+    let weak = s.call(s.req(Method::POST, "/api/v1/backups").json(&json!({"databases": ["acme/shop"], "passphrase": "password123"})), StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(weak["code"], "WEAK_PASSPHRASE");
+    let both = s.call(s.req(Method::POST, "/api/v1/backups").json(&json!({"databases": ["acme/shop"], "include": ["a"], "exclude": ["b"]})), StatusCode::BAD_REQUEST).await;
+    assert_eq!(both["code"], "INVALID_INPUT");
+
+    let rec = backup(&s, json!({"id": "nightly-1", "databases": ["acme/shop"], "passphrase": PASS})).await;
+    assert_eq!(rec["id"], "nightly-1");
+    assert_eq!(rec["encryption"], "passphrase");
+    assert_eq!(rec["org"], "acme");
+    assert_eq!(rec["method"], "manual");
+    assert_eq!(rec["created_by"]["name"], "admin");
+    assert_eq!(rec["progress"]["documents_done"], 301);
+    assert_eq!(rec["progress"]["documents_total"], 301);
+    let size = rec["size"].as_u64().unwrap();
+    s.call(s.req(Method::POST, "/api/v1/backups").json(&json!({"id": "nightly-1", "databases": ["acme/shop"], "encryption": "none"})), StatusCode::CONFLICT).await;
+
+    // Download and open it with the core.
+    let bytes = content(&s, "nightly-1").await;
+    assert_eq!(bytes.len() as u64, size);
+    let keys = [seal::Key::passphrase(PASS)];
+    let plain = seal::open_to_vec(&bytes, &keys, &seal::OpenLimits::default()).unwrap();
+    let toc = BundleReader::new(&plain[..], ReadLimits::default()).unwrap().read_to_end().unwrap();
+    assert_eq!(rec["digest"], toc.digest.as_str());
+    let snap = bundle::from_slice(&plain).unwrap();
+    assert_eq!(snap.schema, json!({"version": 2}));
+    assert_eq!(snap.collections["items"].config, json!({"dimension": 3, "metric": "cosine"}).as_object().unwrap().clone());
+    let items_now = by_id(&all_documents(&s, "acme", "shop", "items").await);
+    assert_eq!(items_now.len(), 299);
+    assert_eq!(snap.collections["items"].documents, items_now);
+    assert_eq!(snap.collections["users"].documents, by_id(&all_documents(&s, "acme", "shop", "users").await));
+    let history = commit_ids(&s, "acme/shop").await;
+    assert_eq!(snap.history.commits.len(), history.len() + 1, "main's commits plus the one on dev");
+    assert_eq!(snap.history.branches["main"], history[0]);
+    assert!(snap.history.branches.contains_key("dev"));
+
+    // Restore into a new database.
+    let wrong = s.call(s.req(Method::POST, "/api/v1/backups/nightly-1/restore").json(&json!({"target": "acme/copy", "passphrase": "not-the-right-one-at-all-42"})), StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(wrong["code"], "WRONG_KEY");
+    let missing = s.call(s.req(Method::POST, "/api/v1/backups/nightly-1/restore").json(&json!({"target": "acme/copy"})), StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(missing["code"], "WRONG_KEY");
+    let r = s.call(s.req(Method::POST, "/api/v1/backups/nightly-1/restore").json(&json!({"target": "acme/copy", "passphrase": PASS})), StatusCode::ACCEPTED).await;
+    let r = s.wait(&format!("/api/v1/restores/{}", r["id"].as_str().unwrap())).await;
+    assert_eq!(r["status"], "done", "{r}");
+    assert_eq!(r["records"], 301);
+    assert_eq!(r["failed"], 0);
+    assert_eq!(by_id(&all_documents(&s, "acme", "copy", "items").await), items_now);
+    assert_eq!(all_documents(&s, "acme", "copy", "users").await, all_documents(&s, "acme", "shop", "users").await);
+    assert_eq!(commit_ids(&s, "acme/copy").await, history);
+    assert_eq!(s.call(s.req(Method::GET, "/api/v1/databases/acme/copy/schema"), StatusCode::OK).await, json!({"version": 2}));
+    let cols = s.call(s.req(Method::GET, "/api/v1/databases/acme/copy/collections/items"), StatusCode::OK).await;
+    assert_eq!(cols["config"], json!({"dimension": 3, "metric": "cosine"}));
+    let dev = s.call(s.req(Method::GET, "/api/v1/databases/acme/copy/collections/users/documents?branch=dev"), StatusCode::OK).await;
+    assert_eq!(dev["documents"].as_array().unwrap().len(), 3, "the dev branch is rebuilt from history");
+
+    // Into the source: refused unless overwrite; include restricts.
+    let conflict = s.call(s.req(Method::POST, "/api/v1/backups/nightly-1/restore").json(&json!({"passphrase": PASS})), StatusCode::CONFLICT).await;
+    assert_eq!(conflict["code"], "CONFLICT");
+    s.call(s.req(Method::DELETE, "/api/v1/databases/acme/shop/collections/users/documents/u2"), StatusCode::OK).await;
+    let r = s.call(s.req(Method::POST, "/api/v1/backups/nightly-1/restore").json(&json!({"passphrase": PASS, "include": ["users"], "overwrite": true})), StatusCode::ACCEPTED).await;
+    let r = s.wait(&format!("/api/v1/restores/{}", r["id"].as_str().unwrap())).await;
+    assert_eq!(r["status"], "done", "{r}");
+    assert_eq!(r["records"], 2);
+    assert_eq!(r["collections"], json!(["users"]));
+    assert_eq!(all_documents(&s, "acme", "shop", "users").await.len(), 2);
+    assert_eq!(all_documents(&s, "acme", "shop", "items").await.len(), 299);
+
+    // Verify, signed link, listing, delete.
+    let v = s.call(s.req(Method::POST, "/api/v1/backups/nightly-1/verify").json(&json!({"passphrase": PASS})), StatusCode::OK).await;
+    assert_eq!(v["ok"], true);
+    let link = s.call(s.req(Method::POST, "/api/v1/backups/nightly-1/link").json(&json!({"expires_in": 60})), StatusCode::OK).await;
+    let url = link["url"].as_str().unwrap();
+    let resp = s.client.get(url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.bytes().await.unwrap().to_vec(), bytes);
+    let tampered = url.replace("sig=", "sig=0");
+    assert_eq!(s.client.get(tampered).send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    let list = s.call(s.req(Method::GET, "/api/v1/backups?org=acme&status=done&database=acme/shop"), StatusCode::OK).await;
+    assert_eq!(list["backups"][0]["id"], "nightly-1");
+    let list = s.call(s.req(Method::GET, "/api/v1/backups?status=error"), StatusCode::OK).await;
+    assert_eq!(list["total"], 0);
+    s.call(s.req(Method::DELETE, "/api/v1/backups/nightly-1"), StatusCode::NO_CONTENT).await;
+    s.call(s.req(Method::GET, "/api/v1/backups/nightly-1"), StatusCode::NOT_FOUND).await;
+    assert_eq!(s.client.get(url).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+
+    // A server-key backup (the default) restores without any passphrase.
+    let rec = backup(&s, json!({"databases": ["acme/shop"], "exclude": ["items"]})).await;
+    assert_eq!(rec["encryption"], "recipients");
+    let r = s.call(s.req(Method::POST, &format!("/api/v1/backups/{}/restore", rec["id"].as_str().unwrap())).json(&json!({"target": "acme/users-only"})), StatusCode::ACCEPTED).await;
+    let r = s.wait(&format!("/api/v1/restores/{}", r["id"].as_str().unwrap())).await;
+    assert_eq!(r["status"], "done", "{r}");
+    let cols = s.call(s.req(Method::GET, "/api/v1/databases/acme/users-only/collections"), StatusCode::OK).await;
+    assert_eq!(cols["collections"].as_array().unwrap().len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_continue_during_a_backup_which_is_one_commit() {
+    // About 2 s of backup at 100 kB/s.
+    let s = TestServer::start_with(|c| c.backup_rate_limit = 100_000).await;
+    create_db(&s, "acme", "live").await;
+    let docs: Vec<Value> = (0..2000).map(|i| json!({"id": format!("d{i:05}"), "text": format!("{i} {}", "lorem ipsum ".repeat(8)), "n": i})).collect();
+    for chunk in docs.chunks(500) {
+        insert(&s, "acme", "live", "docs", Value::Array(chunk.to_vec())).await;
+    }
+    let rec = s.call(s.req(Method::POST, "/api/v1/backups").json(&json!({"databases": ["acme/live"], "encryption": "none"})), StatusCode::ACCEPTED).await;
+    let id = rec["id"].as_str().unwrap().to_string();
+    // Write one document per commit until the backup is over; each write must succeed.
+    let mut written = Vec::new();
+    let mut during = 0;
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let rec = s.call(s.req(Method::GET, &format!("/api/v1/backups/{id}")), StatusCode::OK).await;
+        let status = rec["status"].as_str().unwrap().to_string();
+        if status == "done" || status == "error" {
+            assert_eq!(status, "done", "{rec}");
+            break;
+        }
+        if status == "running" {
+            during += 1;
+        }
+        let n = written.len();
+        let commit = insert(&s, "acme", "live", "docs", json!([{"id": format!("w{n:05}"), "n": n}])).await;
+        written.push(commit);
+        // Reads keep working too.
+        s.call(s.req(Method::GET, "/api/v1/databases/acme/live/collections/docs/documents/d00001"), StatusCode::OK).await;
+        assert!(std::time::Instant::now() < deadline, "backup did not finish");
+    }
+    assert!(during > 3, "the backup should have been running while we wrote ({during})");
+    let bytes = content(&s, &id).await;
+    let snap = bundle::from_slice(&bytes).unwrap();
+    let head = &snap.history.branches["main"];
+    // The writes whose commits are at or before the head are in; none after.
+    let history = commit_ids(&s, "acme/live").await; // newest first
+    let pos = history.iter().position(|c| c == head).expect("the backup's head is a commit of main");
+    assert!(pos > 0, "writes went on after the snapshot");
+    let included: usize = written.iter().filter(|c| history[pos..].contains(c)).count();
+    let docs = &snap.collections["docs"].documents;
+    assert_eq!(docs.len(), 2000 + included);
+    for n in 0..written.len() {
+        assert_eq!(docs.contains_key(&format!("w{n:05}")), n < included, "w{n:05}");
+    }
+    assert_eq!(snap.history.commits.len(), history.len() - pos);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_are_validated_before_they_are_listed() {
+    let s = TestServer::start_with(|c| c.max_upload = 1 << 20).await;
+    create_db(&s, "acme", "x").await;
+    let mut snap = coffer::Snapshot::default();
+    snap.schema = json!({"s": 1});
+    let mut col = coffer::Collection::default();
+    for i in 0..50 {
+        col.documents.insert(format!("k{i:03}"), json!({"i": i, "pad": "z".repeat(200)}));
+    }
+    snap.collections.insert("things".into(), col);
+    snap.history.commits.push(coffer::Commit { id: "c1".into(), parents: vec![], author: "browser".into(), message: "m".into(), timestamp: 1, changes: vec![] });
+    snap.history.branches.insert("main".into(), "c1".into());
+    let plain = bundle::to_vec(&snap).unwrap();
+    let sealed = seal::seal_to_vec(&plain, &[seal::Recipient::passphrase(PASS)], &seal::SealOptions::default()).unwrap();
+
+    let import = |body: Vec<u8>, id: &str| s.req(Method::POST, &format!("/api/v1/backups/import?database=acme/x&id={id}")).body(body);
+    // Garbage, corrupt, truncated, too large: refused, never listed.
+    let e = s.call(import(b"hello, not a bundle".to_vec(), "bad-1"), StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(e["code"], "NOT_A_BUNDLE");
+    let mut corrupt = plain.clone();
+    let mid = corrupt.len() / 2;
+    corrupt[mid] ^= 0x40;
+    let e = s.call(import(corrupt, "bad-2"), StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(e["code"] == "CORRUPT" || e["code"] == "TRUNCATED", "{e}");
+    let e = s.call(import(plain[..plain.len() - 20].to_vec(), "bad-3"), StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(e["code"] == "TRUNCATED" || e["code"] == "CORRUPT", "{e}");
+    let mut sealed_bad = sealed.clone();
+    let n = sealed_bad.len();
+    sealed_bad[n - 30] ^= 1;
+    let e = s.call(import(sealed_bad, "bad-4").header("x-coffer-passphrase", PASS), StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(e["code"], "CORRUPT");
+    let e = s.call(import(vec![0u8; 2 << 20], "bad-5"), StatusCode::PAYLOAD_TOO_LARGE).await;
+    assert_eq!(e["code"], "PAYLOAD_TOO_LARGE");
+    let list = s.call(s.req(Method::GET, "/api/v1/backups"), StatusCode::OK).await;
+    assert_eq!(list["total"], 0);
+    let leftovers: Vec<_> = walk(&s.dir.path().join("backups"));
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A good sealed bundle, checked with its passphrase, then restored.
+    let rec = s.call(import(sealed.clone(), "from-browser").header("x-coffer-passphrase", PASS), StatusCode::CREATED).await;
+    assert_eq!(rec["status"], "done");
+    assert_eq!(rec["encryption"], "passphrase");
+    assert_eq!(rec["digest"], BundleReader::new(&plain[..], ReadLimits::default()).unwrap().read_to_end().unwrap().digest.as_str());
+    s.call(import(sealed, "from-browser"), StatusCode::CONFLICT).await;
+    let r = s.call(s.req(Method::POST, "/api/v1/backups/from-browser/restore").json(&json!({"target": "acme/imported", "passphrase": PASS})), StatusCode::ACCEPTED).await;
+    let r = s.wait(&format!("/api/v1/restores/{}", r["id"].as_str().unwrap())).await;
+    assert_eq!(r["status"], "done", "{r}");
+    assert_eq!(r["records"], 50);
+    assert_eq!(all_documents(&s, "acme", "imported", "things").await.len(), 50);
+    assert_eq!(commit_ids(&s, "acme/imported").await, vec!["c1".to_string()]);
+    // A plain bundle is fully checked without any key.
+    let rec = s.call(import(plain, "plain-1"), StatusCode::CREATED).await;
+    assert_eq!(rec["encryption"], "none");
+    s.call(s.req(Method::POST, "/api/v1/backups/plain-1/verify"), StatusCode::OK).await;
+    s.stop().await;
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
