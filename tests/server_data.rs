@@ -150,3 +150,30 @@ async fn tokens_are_scoped_and_revocable() {
     assert_eq!(orgs["orgs"], json!(["acme"]));
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_documents_every_route_and_metrics_count() {
+    let s = TestServer::start().await;
+    let doc = s.call(s.req(Method::GET, "/api/v1/openapi.json"), StatusCode::OK).await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for r in coffer::server::api::openapi::ROUTES {
+        assert!(doc["paths"][r.path][r.method].is_object(), "{} {} missing from the document", r.method, r.path);
+        // The router serves every documented route (never "no such route" or 405).
+        let path = r.path.replace("{org}", "acme").replace("{db}", "db").replace("{name}", "c").replace("{id}", "x").replace("{branch}", "b");
+        let method = Method::from_bytes(r.method.to_uppercase().as_bytes()).unwrap();
+        let resp = s.req(method, &path).send().await.unwrap();
+        let status = resp.status();
+        let body = resp.text().await.unwrap();
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{} {path}", r.method);
+        assert!(!body.contains("no such route"), "{} {path}: {body}", r.method);
+    }
+    let resp = s.req(Method::GET, "/metrics").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = resp.text().await.unwrap();
+    for name in ["coffer_http_requests_total{class=\"2xx\"}", "coffer_http_request_duration_seconds_bucket", "coffer_backups_done_total", "coffer_jobs_running"] {
+        assert!(text.contains(name), "{name} missing:\n{text}");
+    }
+    s.call(s.req(Method::PATCH, "/api/v1/databases/acme"), StatusCode::METHOD_NOT_ALLOWED).await;
+    s.stop().await;
+}

@@ -23,6 +23,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the server: databases with history, users, backups and restores over HTTP (docs/SERVER.md).
+    #[cfg(feature = "server")]
+    Serve {
+        /// Server options: --data-dir DIR (./coffer-data), --listen ADDR (127.0.0.1:6363), --config FILE.json.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Turn a directory of JSON collections into a deterministic bundle.
     Bundle {
         /// Directory with NAME.json / NAME.ndjson collections, schema.json, history.json.
@@ -126,6 +133,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = match &cli.command {
         Command::Bundle { fmt, .. } | Command::Unbundle { fmt, .. } | Command::Seal { fmt, .. } | Command::Open { fmt, .. } | Command::Inspect { fmt, .. } | Command::Verify { fmt, .. } | Command::Keygen { fmt, .. } => fmt.json,
+        #[cfg(feature = "server")]
+        Command::Serve { .. } => false,
     };
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -141,6 +150,11 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<()> {
     match command {
+        #[cfg(feature = "server")]
+        Command::Serve { args } => match coffer::server::run_cli(args) {
+            0 => Ok(()),
+            code => std::process::exit(code),
+        },
         Command::Bundle { dir, output, threads, fmt } => {
             let out = Output::create(&output)?;
             let progress = spinner(&format!("bundling {}", dir.display()));
