@@ -271,3 +271,26 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periodic_backups_run_by_themselves() {
+    let s = TestServer::start_with(|c| {
+        c.periodic = vec![coffer::server::Periodic { databases: vec!["acme/p".into()], every_seconds: 1, encryption: None, include: None, exclude: None }];
+    })
+    .await;
+    create_db(&s, "acme", "p").await;
+    insert(&s, "acme", "p", "c", json!([{"id": "1"}])).await;
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let rec = loop {
+        let list = s.call(s.req(Method::GET, "/api/v1/backups?org=acme&status=done"), StatusCode::OK).await;
+        if let Some(rec) = list["backups"].as_array().unwrap().first() {
+            break rec.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no periodic backup ran");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(rec["method"], "periodic");
+    assert_eq!(rec["encryption"], "recipients");
+    assert_eq!(rec["databases"], json!(["acme/p"]));
+    s.stop().await;
+}

@@ -64,6 +64,28 @@ pub struct Config {
     pub backup_threads: usize,
     /// Extra X25519 recipients (`coffer1…`) of `recipients` backups.
     pub recipients: Vec<String>,
+    /// Backups the server makes by itself (`method: periodic`).
+    pub periodic: Vec<Periodic>,
+}
+
+/// A periodic backup: every `every_seconds`, the `databases`, sealed to the
+/// server's recipients (or with integrity only when `encryption` is `none`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Periodic {
+    /// `org/db` names (one organization).
+    pub databases: Vec<String>,
+    /// Interval in seconds (≥ 1).
+    pub every_seconds: u64,
+    /// `recipients` (default) or `none`.
+    #[serde(default)]
+    pub encryption: Option<String>,
+    /// Collections to include.
+    #[serde(default)]
+    pub include: Option<Vec<String>>,
+    /// Collections to exclude.
+    #[serde(default)]
+    pub exclude: Option<Vec<String>>,
 }
 
 impl Default for Config {
@@ -79,6 +101,7 @@ impl Default for Config {
             backup_rate_limit: 0,
             backup_threads: 0,
             recipients: Vec::new(),
+            periodic: Vec::new(),
         }
     }
 }
@@ -96,6 +119,7 @@ impl std::fmt::Debug for Config {
             .field("backup_rate_limit", &self.backup_rate_limit)
             .field("backup_threads", &self.backup_threads)
             .field("recipients", &self.recipients)
+            .field("periodic", &self.periodic)
             .finish()
     }
 }
@@ -241,6 +265,9 @@ impl AppState {
         let engine_config = EngineConfig { concurrency: config.backup_concurrency, rate_limit: config.backup_rate_limit, threads: config.backup_threads };
         let engine = Arc::new(Engine::new(store.clone(), backend, node, engine_config, identity, recipients));
         engine.recover().await?;
+        for schedule in &config.periodic {
+            engine.clone().schedule(schedule.clone())?;
+        }
         let state = AppState(Arc::new(Inner { config, store, engine, link_key, http: api::HttpMetrics::default() }));
         Ok((state, generated))
     }

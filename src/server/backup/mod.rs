@@ -546,6 +546,65 @@ impl Engine {
 }
 
 impl Engine {
+    /// Starts a periodic backup loop (`method: periodic`, created by the
+    /// server administrator `admin`).
+    pub fn schedule(self: Arc<Self>, p: crate::server::Periodic) -> ApiResult<()> {
+        if p.every_seconds == 0 {
+            return Err(ApiError::invalid("every_seconds must be at least 1"));
+        }
+        let filter = Filter::new(p.include.clone(), p.exclude.clone())?;
+        let mut org = None;
+        for d in &p.databases {
+            let (o, db) = d.split_once('/').ok_or_else(|| ApiError::invalid("periodic databases are org/db"))?;
+            crate::server::store::validate_slug("organization", o)?;
+            crate::server::store::validate_slug("database", db)?;
+            if org.as_ref().is_some_and(|x: &String| x != o) {
+                return Err(ApiError::invalid("a periodic backup covers one organization"));
+            }
+            org = Some(o.to_string());
+        }
+        let org = org.ok_or_else(|| ApiError::invalid("a periodic backup needs databases"))?;
+        let none = match p.encryption.as_deref() {
+            None | Some("recipients") => false,
+            Some("none") => true,
+            Some(other) => return Err(ApiError::invalid(format!("periodic encryption {other:?}: use recipients or none"))),
+        };
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(p.every_seconds));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let now = now_ms();
+                let rec = BackupRecord {
+                    id: crate::server::store::new_ksuid(),
+                    name: format!("periodic {}", p.databases.join(" ")),
+                    node: self.node.clone(),
+                    org: org.clone(),
+                    databases: p.databases.clone(),
+                    include: filter.include.clone(),
+                    exclude: filter.exclude.clone(),
+                    encryption: if none { "none".into() } else { "recipients".into() },
+                    method: "periodic".into(),
+                    status: jobs::SCHEDULED.into(),
+                    error: None,
+                    progress: Progress::default(),
+                    created_at: now,
+                    started_at: None,
+                    finished_at: None,
+                    size: None,
+                    digest: None,
+                    files: Vec::new(),
+                    created_by: jobs::Creator { user_id: 0, name: "coffer".into(), email: String::new(), org: org.clone() },
+                };
+                let encryption = if none { Encryption::None } else { Encryption::Recipients(self.recipients(Vec::new())) };
+                if let Err(e) = self.start_backup(rec, encryption).await {
+                    tracing::warn!(code = e.code, error = %e.message, "periodic backup not started");
+                }
+            }
+        });
+        Ok(())
+    }
+
     /// Checks that the key given (or the server's) opens a backup's file:
     /// reads and authenticates the sealed header only.
     pub async fn check_key(&self, rec: &BackupRecord, file: &BackupFile, passphrase: Option<Zeroizing<String>>) -> ApiResult<()> {

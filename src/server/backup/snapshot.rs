@@ -71,8 +71,9 @@ pub fn write_database<W: Write>(store: &Store, org: &str, db: &str, filter: &Fil
                 while let Some(row) = rows.next()? {
                     let doc_id = row.get_ref(0)?.as_str().map_err(|_| ApiError::internal("document id is not text"))?;
                     let body = row.get_ref(1)?.as_str().map_err(|_| ApiError::internal("document body is not text"))?;
-                    let value: Value = serde_json::from_str(body).map_err(|_| ApiError::internal("stored document is not JSON"))?;
-                    writer.add_document(doc_id, &value)?;
+                    // Stored bodies are canonical JSON already (the store writes
+                    // them with canonical::to_vec, restores canonicalize): no re-encoding.
+                    writer.add_canonical_document(doc_id, body.as_bytes())?;
                     documents += 1;
                     progress.documents_done.fetch_add(1, Ordering::Relaxed);
                 }
@@ -188,7 +189,10 @@ pub fn restore_bundle<R: Read>(store: &Store, mut reader: BundleReader<R>, optio
                 Item::Document(doc) => {
                     seen.fetch_add(1, Ordering::Relaxed);
                     if let Some(collection) = &current {
-                        let body = std::str::from_utf8(&doc.json).map_err(|_| ApiError::new("CORRUPT", "document is not UTF-8"))?;
+                        // Canonicalize: the store's invariant is canonical bodies, and a
+                        // bundle from elsewhere only promises what its digest covers.
+                        let canonical = crate::canonical::canonicalize(&doc.json)?;
+                        let body = std::str::from_utf8(&canonical).map_err(|_| ApiError::new("CORRUPT", "document is not UTF-8"))?;
                         insert.execute(params![db, MAIN, collection, doc.id, body])?;
                         counts.records += 1;
                     }
