@@ -17,7 +17,7 @@ BIN = sys.argv[1]
 PASSWORD = "bench-admin-password-" + str(random.randrange(10**12))
 PASSPHRASE = "lantern-orbit-cactus-47-marmalade"
 DOC_SIZE = 4096
-BATCH_BYTES = 32 << 20
+BATCH_BYTES = 16 << 20
 
 def free_port():
     s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p

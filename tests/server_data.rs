@@ -177,3 +177,16 @@ async fn openapi_documents_every_route_and_metrics_count() {
     s.call(s.req(Method::PATCH, "/api/v1/databases/acme"), StatusCode::METHOD_NOT_ALLOWED).await;
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_too_large_for_a_bundle_record_is_refused() {
+    let s = TestServer::start_with(|c| c.max_body = 40 << 20).await;
+    create_db(&s, "acme", "db").await;
+    let pad = "x".repeat(1 << 20);
+    let docs: Vec<Value> = (0..33).map(|i| json!({"id": format!("d{i}"), "pad": pad})).collect();
+    let body = s.call(s.req(Method::POST, "/api/v1/databases/acme/db/collections/c/documents").json(&docs), StatusCode::PAYLOAD_TOO_LARGE).await;
+    assert_eq!(body["code"], "LIMIT_EXCEEDED");
+    let info = s.call(s.req(Method::GET, "/api/v1/databases/acme/db"), StatusCode::OK).await;
+    assert_eq!(info["documents"], 0, "nothing of the refused commit remains");
+    s.stop().await;
+}

@@ -95,7 +95,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
             backup_dir: None,
             admin_password: None,
-            max_body: 64 << 20,
+            max_body: 32 << 20,
             max_upload: 64 << 30,
             backup_concurrency: 2,
             backup_rate_limit: 0,

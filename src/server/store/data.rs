@@ -254,8 +254,20 @@ pub fn apply_change(tx: &Connection, db: i64, branch: &str, change: &Change) -> 
     Ok(())
 }
 
-/// Stores a commit row (no state change).
+/// Largest change set of one commit, in bytes of JSON: a commit is one
+/// record of a bundle, so it must stay under the bundle's record limit.
+pub const MAX_COMMIT_BYTES: usize = crate::bundle::MAX_RECORD - (256 << 10);
+
+/// Stores a commit row (no state change). Fails with LIMIT_EXCEEDED (413)
+/// when the change set could not be backed up as one bundle record.
 pub fn insert_commit(tx: &Connection, db: i64, commit: &Commit) -> ApiResult<()> {
+    let changes = serde_json::to_string(&commit.changes)?;
+    if changes.len() > MAX_COMMIT_BYTES {
+        return Err(ApiError::new(
+            "LIMIT_EXCEEDED",
+            format!("one commit may change at most {MAX_COMMIT_BYTES} bytes of JSON ({} here): split the batch", changes.len()),
+        ));
+    }
     tx.prepare_cached("INSERT INTO commits (db, id, parents, author, message, timestamp, changes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(params![
         db,
         commit.id,
@@ -263,7 +275,7 @@ pub fn insert_commit(tx: &Connection, db: i64, commit: &Commit) -> ApiResult<()>
         commit.author,
         commit.message,
         commit.timestamp,
-        serde_json::to_string(&commit.changes)?
+        changes
     ])?;
     Ok(())
 }
