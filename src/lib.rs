@@ -13,6 +13,8 @@ pub mod seal;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod snapshot;
+#[cfg(feature = "wasm")]
+pub mod wasm;
 
 pub use error::{Error, Result};
 pub use snapshot::{Change, Collection, Commit, History, Snapshot};

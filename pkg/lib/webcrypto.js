@@ -1,0 +1,242 @@
+// The WebCrypto fast path. Rust (WebSealer / WebOpener in src/wasm/webcrypto.rs)
+// derives and unwraps keys, writes and checks the header, lays out the
+// segments, gives each segment its nonce and explains every failure; this
+// file only runs AES-256-GCM on the segments with crypto.subtle, a few at a
+// time, and keeps them in order.
+import { WebOpener, WebSealer } from '../wasm/coffer_wasm.js';
+import { ByteQueue } from './bytes.js';
+import { adopt, call, invalid } from './errors.js';
+
+/** Segments in flight at once: enough to keep WebCrypto's worker threads busy, few enough to bound memory. */
+const IN_FLIGHT = 4;
+
+function finished() {
+  return invalid('this object has already finished or failed');
+}
+
+export function hasWebCrypto() {
+  return typeof globalThis.crypto?.subtle?.decrypt === 'function';
+}
+
+async function importKey(raw, usage) {
+  try {
+    return await globalThis.crypto.subtle.importKey('raw', raw, { name: 'AES-GCM' }, false, [usage]);
+  } finally {
+    raw.fill(0);
+  }
+}
+
+/**
+ * Segment operations in flight, emitted in submission order as soon as each
+ * one and all before it are done (not when the next input arrives). After a
+ * failure nothing more is emitted.
+ */
+class Pipeline {
+  #emit;
+  #tail = Promise.resolve();
+  #pending = [];
+
+  constructor(emit) {
+    this.#emit = emit;
+  }
+
+  add(operation) {
+    // Rejections are observed through `drain`, in order; mark them handled here.
+    operation.catch(() => {});
+    const emitted = this.#tail.then(() => operation).then((bytes) => this.#emit(bytes));
+    emitted.catch(() => {});
+    this.#tail = emitted;
+    this.#pending.push(emitted);
+  }
+
+  /** Waits until at most `limit` operations are in flight; throws the first failure. */
+  async drain(limit) {
+    while (this.#pending.length > limit) await this.#pending.shift();
+  }
+
+  /** Stops waiting for anything still in flight. */
+  clear() {
+    this.#pending.length = 0;
+  }
+}
+
+/**
+ * Push/finish sealing with crypto.subtle; the same bytes as the wasm Sealer.
+ * Ciphertext goes to `emit` (the header first) as soon as it is ready.
+ */
+export class WebCryptoSealer {
+  #raw;
+  #key;
+  #queue = new ByteQueue();
+  #pipeline;
+  #unit;
+
+  constructor(emit) {
+    this.#pipeline = new Pipeline(emit);
+  }
+
+  /** Runs Argon2id (passphrase) or the X25519 wrapping in wasm, then imports the payload key. */
+  static async create(emit, passphrase, recipients, optionsJson) {
+    const sealer = new WebCryptoSealer(emit);
+    const raw = call(() => new WebSealer(passphrase, recipients, optionsJson));
+    try {
+      emit(raw.header());
+      sealer.#unit = raw.segmentSize;
+      sealer.#key = await importKey(raw.takeKey(), 'encrypt');
+    } catch (e) {
+      raw.free();
+      throw adopt(e);
+    }
+    sealer.#raw = raw;
+    return sealer;
+  }
+
+  #encrypt(nonce, plaintext) {
+    return globalThis.crypto.subtle
+      .encrypt({ name: 'AES-GCM', iv: nonce }, this.#key, plaintext)
+      .then((ct) => new Uint8Array(ct));
+  }
+
+  /** Adds plaintext; resolves once no more than a few segments are in flight. */
+  async push(data) {
+    const raw = this.#raw;
+    if (!raw) throw finished();
+    this.#queue.push(data);
+    try {
+      for (let n = raw.ready(this.#queue.length); n > 0; n--) {
+        this.#pipeline.add(this.#encrypt(call(() => raw.nextNonce(false)), this.#queue.take(this.#unit)));
+        await this.#pipeline.drain(IN_FLIGHT);
+      }
+      this.#queue.keep();
+    } catch (e) {
+      this.#fail();
+      throw adopt(e);
+    }
+  }
+
+  /** Seals the final segment; resolves once everything has been emitted. */
+  async finish() {
+    const raw = this.#raw;
+    if (!raw) throw finished();
+    try {
+      this.#pipeline.add(this.#encrypt(call(() => raw.nextNonce(true)), this.#queue.takeAll()));
+      await this.#pipeline.drain(0);
+    } catch (e) {
+      throw adopt(e);
+    } finally {
+      this.#fail();
+    }
+  }
+
+  /** Releases the wasm object (after finish, or to abandon the stream). */
+  #fail() {
+    this.#pipeline.clear();
+    this.#raw?.free();
+    this.#raw = undefined;
+  }
+
+  abort() {
+    this.#fail();
+  }
+}
+
+/**
+ * Push/finish opening with crypto.subtle; the same results and errors as the
+ * wasm Opener. Plaintext goes to `emit` segment by segment, each only once
+ * its tag has verified.
+ */
+export class WebCryptoOpener {
+  #raw;
+  #key;
+  #queue = new ByteQueue();
+  #pipeline;
+  #unit = 0;
+
+  constructor(emit, passphrase, identity) {
+    this.#pipeline = new Pipeline(emit);
+    this.#raw = call(() => new WebOpener(passphrase, identity));
+  }
+
+  #decrypt(nonce, ciphertext) {
+    const raw = this.#raw;
+    return globalThis.crypto.subtle.decrypt({ name: 'AES-GCM', iv: nonce }, this.#key, ciphertext).then(
+      (pt) => new Uint8Array(pt),
+      () => {
+        throw adopt(raw.failure(nonce, ciphertext));
+      },
+    );
+  }
+
+  /** Feeds the header to Rust; returns the rest of `data` once it is read. */
+  async #header(data) {
+    const raw = this.#raw;
+    while (data.length > 0) {
+      const n = Math.min(raw.headerNeeded(), data.length);
+      const done = call(() => raw.pushHeader(data.subarray(0, n)));
+      data = data.subarray(n);
+      if (done) {
+        this.#unit = raw.unitSize;
+        this.#key = await importKey(call(() => raw.takeKey()), 'decrypt');
+        return data;
+      }
+    }
+    return data;
+  }
+
+  /** Adds sealed bytes; resolves once no more than a few segments are in flight. */
+  async push(data) {
+    if (!this.#raw) throw finished();
+    try {
+      if (this.#key === undefined) {
+        data = await this.#header(data);
+        if (this.#key === undefined) return;
+      }
+      this.#queue.push(data);
+      const raw = this.#raw;
+      for (let n = raw.ready(this.#queue.length); n > 0; n--) {
+        // A ciphertext segment may hold a view into `data`: WebCrypto copies it on call.
+        const ciphertext = this.#queue.take(this.#unit);
+        this.#pipeline.add(this.#decrypt(call(() => raw.nextNonce(false)), ciphertext));
+        await this.#pipeline.drain(IN_FLIGHT);
+      }
+      this.#queue.keep();
+    } catch (e) {
+      this.#fail();
+      throw adopt(e);
+    }
+  }
+
+  /** Ends the stream: checks the final segment; resolves once everything has been emitted. */
+  async finish() {
+    const raw = this.#raw;
+    if (!raw) throw finished();
+    try {
+      if (this.#key === undefined) throw raw.endInHeader();
+      const rest = this.#queue.takeAll();
+      call(() => raw.checkFinal(rest.length));
+      const nonce = call(() => raw.nextNonce(true));
+      // The final segment is checked before it is emitted.
+      this.#pipeline.add(
+        this.#decrypt(nonce, rest).then((plaintext) => {
+          call(() => raw.finalOpened(nonce, plaintext.length));
+          return plaintext;
+        }),
+      );
+      await this.#pipeline.drain(0);
+    } catch (e) {
+      throw adopt(e);
+    } finally {
+      this.#fail();
+    }
+  }
+
+  #fail() {
+    this.#pipeline.clear();
+    this.#raw?.free();
+    this.#raw = undefined;
+  }
+
+  abort() {
+    this.#fail();
+  }
+}

@@ -1,0 +1,368 @@
+// The JS API of the package, in Node: both AES paths (WebCrypto and pure
+// wasm) agree byte for byte in layout and error for error, streams equal
+// one-shot calls, bundles round-trip, and every failure is a CofferError.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import init, * as coffer from 'coffer';
+import * as raw from '../../pkg/wasm/coffer_wasm.js';
+import { collect, codeOf, equalBytes, FAST, pseudoRandom, SEGMENT, streamOf } from './helpers.mjs';
+
+const pw = { passphrase: 'correct horse' };
+
+/** Every way to seal, and every way to open. */
+const sealers = {
+  webcrypto: (data, key, options) => coffer.seal(data, key, options),
+  wasm: async (data, key, options) => coffer.sealSync(data, key, options),
+  'webcrypto stream': (data, key, options) => collect(streamOf(data, 5000).pipeThrough(coffer.sealStream(key, options))),
+  'wasm stream': (data, key, options) => collect(streamOf(data, 5000).pipeThrough(coffer.sealStream(key, { ...options, webCrypto: false }))),
+};
+const openers = {
+  webcrypto: (sealed, key) => coffer.open(sealed, key),
+  wasm: async (sealed, key) => coffer.openSync(sealed, key),
+  'webcrypto stream': (sealed, key) => collect(streamOf(sealed, 7001).pipeThrough(coffer.openStream(key))),
+  'wasm stream': (sealed, key) => collect(streamOf(sealed, 7001).pipeThrough(coffer.openStream(key, { webCrypto: false }))),
+};
+
+describe('setup', () => {
+  test('Node needs no init; init() and initSync() are harmless', async () => {
+    await init();
+    coffer.initSync();
+    assert.equal(coffer.hasWebCrypto(), true);
+  });
+});
+
+describe('errors', () => {
+  test('CofferError is a real Error subclass with a stable code', async () => {
+    const e = await coffer.open(await coffer.seal(new Uint8Array(3), pw, FAST), { passphrase: 'wrong' }).catch((e) => e);
+    assert.ok(e instanceof coffer.CofferError);
+    assert.ok(e instanceof Error);
+    assert.equal(e.name, 'CofferError');
+    assert.equal(e.code, 'WRONG_KEY');
+    assert.match(e.message, /wrong passphrase/);
+    assert.ok(coffer.isCofferError(e));
+    assert.ok(coffer.isCofferError(e, 'WRONG_KEY'));
+    assert.ok(!coffer.isCofferError(e, 'CORRUPT'));
+    assert.ok(!coffer.isCofferError(new Error('x')));
+    assert.match(String(e.stack), /CofferError/);
+  });
+
+  test('the JS codes are the core codes', () => {
+    assert.deepEqual([...coffer.ERROR_CODES], ['NOT_A_BUNDLE', 'UNSUPPORTED_VERSION', 'WRONG_KEY', 'CORRUPT', 'TRUNCATED', 'LIMIT_EXCEEDED', 'INVALID_INPUT', 'IO']);
+    const own = new coffer.CofferError('CORRUPT', 'made here');
+    assert.equal(own.name, 'CofferError');
+    assert.equal(own.code, 'CORRUPT');
+  });
+
+  test('bad arguments are INVALID_INPUT, never a TypeError or a string', async () => {
+    const data = new Uint8Array(4);
+    const cases = [
+      () => coffer.seal('text', pw),
+      () => coffer.seal(data, undefined),
+      () => coffer.seal(data, {}),
+      () => coffer.seal(data, { passphrase: 5 }),
+      () => coffer.seal(data, { passphrase: '' }),
+      () => coffer.seal(data, { recipients: 'coffer1…' }),
+      () => coffer.seal(data, { recipients: ['coffer1nope'] }),
+      () => coffer.seal(data, pw, { segmentSize: 3 }),
+      () => coffer.seal(data, pw, { kdf: { memoryKib: 1 << 30, iterations: 1, parallelism: 1 } }),
+      () => coffer.seal(data, pw, { metadata: { n: 1n } }),
+      () => coffer.seal(data, pw, { colour: 'red' }),
+      () => coffer.open(null, pw),
+      () => coffer.open(data, { identity: 'AGE-SECRET-KEY-1' }),
+      () => coffer.open(data, { passphrase: 'a', identity: 'b' }),
+      () => coffer.sealSync(data, { passphrase: 'x', recipients: [coffer.generateIdentity().publicKey] }),
+      () => coffer.openSync(data, 'passphrase'),
+      () => coffer.bundle(null),
+      () => coffer.bundle({ collections: [] }),
+      () => coffer.bundle({ collections: { docs: { documents: {} } } }),
+      () => coffer.bundle({ collections: { '../etc': {} } }),
+      () => coffer.bundle({ collections: { docs: { documents: [undefined] } } }),
+      () => coffer.bundle({ collections: { docs: { documents: [{ id: 1n }] } } }),
+      () => coffer.bundle({ history: { commits: [{ id: 'a', parents: ['missing'] }] } }),
+      () => coffer.readCollection(data, 5),
+      () => coffer.publicKey(42),
+      () => coffer.inspect('nope'),
+    ];
+    for (const [i, fn] of cases.entries()) {
+      assert.equal(await codeOf(fn), 'INVALID_INPUT', `case ${i}: ${fn}`);
+    }
+  });
+
+  test('garbage never traps the instance: every failure is a CofferError, and it keeps working', async () => {
+    const sealed = await coffer.seal(pseudoRandom(40000), pw, FAST);
+    const plainBundle = coffer.bundle({ collections: { docs: { documents: [{ id: 'a' }, { id: 'b' }] } } });
+    for (let i = 0; i < 300; i++) {
+      const base = i % 3 === 0 ? sealed : i % 3 === 1 ? plainBundle : pseudoRandom(64 + i, i + 1);
+      const bytes = base.slice(0, Math.max(0, base.length - ((i * 7919) % (base.length + 1))));
+      if (bytes.length > 0) bytes[(i * 104729) % bytes.length] ^= 1 << (i % 8);
+      for (const fn of [
+        () => coffer.inspect(bytes),
+        () => coffer.digest(bytes),
+        () => coffer.unbundle(bytes),
+        () => coffer.readCollection(bytes, 'docs'),
+        () => coffer.openSync(bytes, pw),
+      ]) {
+        const code = await codeOf(fn);
+        assert.ok(coffer.ERROR_CODES.includes(code) || code === 'ok', code);
+      }
+    }
+    assert.ok(equalBytes(coffer.openSync(sealed, pw), pseudoRandom(40000)));
+  });
+});
+
+describe('sealing', () => {
+  const sizes = [0, 1, SEGMENT - 1, SEGMENT, SEGMENT + 1, 2 * SEGMENT, 3 * SEGMENT + 17];
+
+  test('every way to seal opens every way, for sizes around segment boundaries', async () => {
+    for (const size of sizes) {
+      const data = pseudoRandom(size, size + 1);
+      const expectedLength = coffer.sealSync(data, pw, FAST).length;
+      for (const [sealName, sealWith] of Object.entries(sealers)) {
+        const sealed = await sealWith(data, pw, FAST);
+        assert.equal(sealed.length, expectedLength, `${sealName}: same layout as the core for ${size} bytes`);
+        for (const [openName, openWith] of Object.entries(openers)) {
+          const opened = await openWith(sealed, pw);
+          assert.ok(equalBytes(opened, data), `${sealName} → ${openName}, ${size} bytes`);
+        }
+      }
+    }
+  });
+
+  test('X25519 recipients; an identity file with several keys', async () => {
+    const alice = coffer.generateIdentity();
+    const bob = coffer.generateIdentity();
+    assert.match(alice.identity, /^COFFER-SECRET-KEY-1/);
+    assert.match(alice.publicKey, /^coffer1/);
+    assert.equal(coffer.publicKey(alice.identity), alice.publicKey);
+    const data = pseudoRandom(50000, 3);
+    const key = { recipients: [alice.publicKey, bob.publicKey] };
+    for (const sealWith of Object.values(sealers)) {
+      const sealed = await sealWith(data, key, { segmentSize: SEGMENT });
+      const info = coffer.inspect(sealed);
+      assert.deepEqual(info.recipients, [{ kind: 'x25519' }, { kind: 'x25519' }]);
+      for (const openWith of Object.values(openers)) {
+        assert.ok(equalBytes(await openWith(sealed, { identity: bob.identity }), data));
+      }
+      const file = `# my keys\n${coffer.generateIdentity().identity}\n\n${alice.identity}\n`;
+      assert.ok(equalBytes(await coffer.open(sealed, { identity: file }), data));
+      assert.equal(await codeOf(() => coffer.open(sealed, { identity: coffer.generateIdentity().identity })), 'WRONG_KEY');
+      assert.equal(await codeOf(() => coffer.open(sealed, pw)), 'WRONG_KEY');
+    }
+  });
+
+  test('WebCrypto and wasm report the same code for every kind of damage', async () => {
+    const data = pseudoRandom(3 * SEGMENT + 100, 9);
+    const sealed = await coffer.seal(data, pw, FAST);
+    const { headerLen } = coffer.inspect(sealed);
+    const unit = SEGMENT + 16;
+    const seg = (i) => sealed.subarray(headerLen + i * unit, headerLen + (i + 1) * unit);
+    const join = (...parts) => Buffer.concat(parts.map((p) => Buffer.from(p)));
+    const flip = (at) => {
+      const b = sealed.slice();
+      b[at] ^= 0x10;
+      return b;
+    };
+    const damaged = {
+      'cut inside the header': [sealed.subarray(0, headerLen - 1), 'TRUNCATED'],
+      'cut inside the prefix': [sealed.subarray(0, 5), 'TRUNCATED'],
+      empty: [new Uint8Array(0), 'TRUNCATED'],
+      'cut after the header': [sealed.subarray(0, headerLen), 'TRUNCATED'],
+      'cut before a tag ends': [sealed.subarray(0, headerLen + 10), 'TRUNCATED'],
+      'cut at a segment boundary': [sealed.subarray(0, headerLen + 2 * unit), 'TRUNCATED'],
+      'cut inside the last segment': [sealed.subarray(0, sealed.length - 1), 'CORRUPT'],
+      'data appended': [join(sealed, [1, 2, 3]), 'CORRUPT'],
+      'a whole segment appended': [join(sealed, seg(0)), 'CORRUPT'],
+      'segments swapped': [join(sealed.subarray(0, headerLen), seg(1), seg(0), sealed.subarray(headerLen + 2 * unit)), 'CORRUPT'],
+      'segment dropped': [join(sealed.subarray(0, headerLen), seg(0), sealed.subarray(headerLen + 2 * unit)), 'CORRUPT'],
+      'final segment dropped, a full one is last': [sealed.subarray(0, headerLen + 3 * unit), 'TRUNCATED'],
+      'ciphertext bit': [flip(headerLen + 5), 'CORRUPT'],
+      'tag bit': [flip(headerLen + unit - 1), 'CORRUPT'],
+      'last tag bit': [flip(sealed.length - 1), 'CORRUPT'],
+      'header MAC bit': [flip(headerLen - 1), 'CORRUPT'],
+      'commitment bit': [flip(headerLen - 40), 'CORRUPT'],
+      'magic': [flip(0), 'NOT_A_BUNDLE'],
+      'version': [join([...sealed.subarray(0, 8)], [9], sealed.subarray(9)), 'UNSUPPORTED_VERSION'],
+    };
+    for (const [what, [bytes, expected]] of Object.entries(damaged)) {
+      for (const [name, openWith] of Object.entries(openers)) {
+        assert.equal(await codeOf(() => openWith(new Uint8Array(bytes), pw)), expected, `${what} (${name})`);
+      }
+    }
+  });
+
+  test('an empty final segment is valid alone, refused after a full one', async () => {
+    const empty = await coffer.seal(new Uint8Array(0), pw, FAST);
+    assert.equal(empty.length, coffer.inspect(empty).headerLen + 16);
+    for (const openWith of Object.values(openers)) assert.equal((await openWith(empty, pw)).length, 0);
+    // Forge "one full segment, then an empty final one" with the raw framing object (a key holder could).
+    const framing = new raw.WebSealer('correct horse', [], JSON.stringify(FAST));
+    const key = await crypto.subtle.importKey('raw', framing.takeKey(), 'AES-GCM', false, ['encrypt']);
+    const encrypt = async (iv, bytes) => new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv }, key, bytes));
+    const full = await encrypt(framing.nextNonce(false), pseudoRandom(SEGMENT));
+    const last = await encrypt(framing.nextNonce(true), new Uint8Array(0));
+    const forged = new Uint8Array(Buffer.concat([framing.header(), full, last]));
+    framing.free();
+    for (const [name, openWith] of Object.entries(openers)) assert.equal(await codeOf(() => openWith(forged, pw)), 'CORRUPT', name);
+  });
+
+  test('metadata and KDF parameters show in inspect, from the header alone', async () => {
+    const metadata = { backup: 'nightly', host: 'db-1', collections: ['a', 'b'] };
+    const sealed = await coffer.seal(pseudoRandom(100), pw, { ...FAST, metadata });
+    const info = coffer.inspect(sealed.subarray(0, coffer.inspect(sealed).headerLen));
+    assert.equal(info.format, 'coffer-sealed');
+    assert.equal(info.version, 1);
+    assert.equal(info.segmentSize, SEGMENT);
+    assert.deepEqual(info.metadata, metadata);
+    assert.deepEqual(info.recipients, [{ kind: 'passphrase', kdf: { algorithm: 'argon2id', memoryKib: 256, iterations: 1, parallelism: 1 } }]);
+    const defaults = coffer.inspect(await coffer.seal(new Uint8Array(1), pw));
+    assert.deepEqual(defaults.recipients[0].kdf, { algorithm: 'argon2id', memoryKib: 65536, iterations: 3, parallelism: 1 });
+    assert.equal(defaults.segmentSize, 1 << 20);
+    assert.equal(defaults.metadata, null);
+    assert.equal(await codeOf(() => coffer.inspect(sealed.subarray(0, 30))), 'TRUNCATED');
+  });
+
+  test('streams fail with a CofferError and release their wasm objects', async () => {
+    const sealed = await coffer.seal(pseudoRandom(5 * SEGMENT), pw, FAST);
+    for (const webCrypto of [true, false]) {
+      const wrong = streamOf(sealed, 4096).pipeThrough(coffer.openStream({ passphrase: 'nope' }, { webCrypto }));
+      assert.equal(await codeOf(() => collect(wrong)), 'WRONG_KEY');
+      const cut = streamOf(sealed.subarray(0, sealed.length - 20), 4096).pipeThrough(coffer.openStream(pw, { webCrypto }));
+      assert.equal(await codeOf(() => collect(cut)), 'CORRUPT');
+      const notBytes = new ReadableStream({ start: (c) => (c.enqueue('text'), c.close()) }).pipeThrough(coffer.sealStream(pw, { ...FAST, webCrypto }));
+      assert.equal(await codeOf(() => collect(notBytes)), 'INVALID_INPUT');
+    }
+  });
+
+  test('plaintext is released segment by segment, before the stream ends', async () => {
+    const data = pseudoRandom(8 * SEGMENT, 5);
+    const sealed = await coffer.seal(data, pw, FAST);
+    for (const webCrypto of [true, false]) {
+      const { readable, writable } = coffer.openStream(pw, { webCrypto });
+      const writer = writable.getWriter();
+      const reader = readable.getReader();
+      // Write everything but the last byte: all full segments but the held-back one can come out.
+      const pending = writer.write(sealed.subarray(0, sealed.length - 1));
+      let got = 0;
+      while (got < 6 * SEGMENT) got += (await reader.read()).value.length;
+      await pending;
+      writer.write(sealed.subarray(sealed.length - 1));
+      writer.close();
+      for (let r = await reader.read(); !r.done; r = await reader.read()) got += r.value.length;
+      assert.equal(got, data.length);
+    }
+  });
+});
+
+describe('verify', () => {
+  test('sealed bundle, sealed payload, plain bundle, and a damaged one', async () => {
+    const snapshot = { schema: { v: 1 }, collections: { docs: { documents: [{ id: 'a', n: 1 }, { id: 'b', n: 2 }] } }, history: { commits: [{ id: 'c1' }], branches: { main: 'c1' } } };
+    const bytes = coffer.bundle(snapshot);
+    const sealed = await coffer.seal(bytes, pw, FAST);
+    const result = await coffer.verify(sealed, pw);
+    assert.equal(result.ok, true);
+    assert.equal(result.sealed, true);
+    assert.equal(result.digest, coffer.digest(bytes));
+    assert.equal(result.documents, 2);
+    assert.equal(result.commits, 1);
+    assert.equal(result.header.format, 'coffer-sealed');
+    assert.deepEqual(await coffer.verify(bytes), { ok: true, sealed: false, bytes: bytes.length, digest: coffer.digest(bytes), documents: 2, commits: 1 });
+    const payload = await coffer.verify(await coffer.seal(new Uint8Array(10), pw, FAST), pw);
+    assert.equal(payload.bytes, 10);
+    assert.equal(payload.digest, undefined);
+    assert.equal(await codeOf(() => coffer.verify(new Uint8Array([1, 2, 3]))), 'NOT_A_BUNDLE');
+    const bad = bytes.slice();
+    bad[30] ^= 1;
+    const sealedBad = await coffer.seal(bad, pw, FAST);
+    assert.equal(await codeOf(() => coffer.verify(sealedBad, pw)), 'CORRUPT');
+    assert.equal(await codeOf(() => coffer.verify(sealed, { passphrase: 'no' })), 'WRONG_KEY');
+  });
+});
+
+describe('bundles', () => {
+  const snapshot = {
+    schema: { '@type': 'Schema', fields: ['title', 'vector'] },
+    collections: {
+      notes: { documents: ['plain string', 42, { text: 'no id' }] },
+      docs: {
+        config: { dimension: 3, metric: 'cosine' },
+        documents: [
+          { id: 'b', title: 'Bee', vector: [0.1, 0.2, 0.3] },
+          { '@id': 'a', title: 'Ay', nested: { z: 1, a: [true, null] } },
+          { id: 7, title: 'numeric id' },
+        ],
+      },
+    },
+    history: {
+      commits: [
+        { id: 'c2', parents: ['c1'], author: 'me', message: 'second', timestamp: 1700000000001, changes: [{ op: 'delete', collection: 'docs', id: 'x' }] },
+        { id: 'c1', author: 'me', message: 'first', timestamp: 1700000000000, changes: [{ op: 'put', collection: 'docs', id: 'b', document: { id: 'b' } }] },
+      ],
+      branches: { main: 'c2' },
+    },
+  };
+
+  test('bundle is deterministic: order, key order and number forms do not matter', () => {
+    const a = coffer.bundle(snapshot);
+    const shuffled = {
+      history: { branches: { main: 'c2' }, commits: [...snapshot.history.commits].reverse() },
+      collections: {
+        docs: { documents: [...snapshot.collections.docs.documents].reverse(), config: { metric: 'cosine', dimension: 3.0 } },
+        notes: { documents: [{ text: 'no id' }, 42, 'plain string', 42] },
+      },
+      schema: { fields: ['title', 'vector'], '@type': 'Schema' },
+    };
+    assert.ok(equalBytes(a, coffer.bundle(shuffled)));
+  });
+
+  test('unbundle, readCollection, exportCollection, digest, inspect; bundle(unbundle(b)) = b', () => {
+    const bytes = coffer.bundle(snapshot);
+    const back = coffer.unbundle(bytes);
+    assert.deepEqual(back.schema, snapshot.schema);
+    assert.deepEqual(Object.keys(back.collections).sort(), ['docs', 'notes']);
+    assert.deepEqual(back.collections.docs.config, { dimension: 3, metric: 'cosine' });
+    assert.deepEqual(back.collections.docs.documents.map((d) => d.title), ['numeric id', 'Ay', 'Bee']);
+    assert.equal(back.collections.notes.documents.length, 3);
+    assert.deepEqual(back.history.commits.map((c) => c.id), ['c1', 'c2']);
+    assert.deepEqual(back.history.branches, { main: 'c2' });
+    assert.ok(equalBytes(coffer.bundle(back), bytes));
+
+    const docs = coffer.readCollection(bytes, 'docs');
+    assert.equal(docs.name, 'docs');
+    assert.deepEqual(docs.documents, back.collections.docs.documents);
+    const ndjson = new TextDecoder().decode(coffer.exportCollection(bytes, 'docs'));
+    assert.deepEqual(ndjson.trimEnd().split('\n').map((l) => JSON.parse(l)), docs.documents);
+    assert.equal(syncCode(() => coffer.readCollection(bytes, 'missing')), 'INVALID_INPUT');
+
+    const info = coffer.inspect(bytes);
+    assert.equal(info.format, 'coffer-bundle');
+    assert.equal(info.toc.digest, coffer.digest(bytes));
+    assert.deepEqual(info.toc.collections.map((c) => [c.name, c.documents]), [['docs', 3], ['notes', 3]]);
+    assert.equal(info.toc.commits, 2);
+    assert.match(coffer.digest(bytes), /^[0-9a-f]{64}$/);
+  });
+
+  test('conflicting ids and bad history are refused', () => {
+    assert.equal(syncCode(() => coffer.bundle({ collections: { d: { documents: [{ id: 'x', v: 1 }, { id: 'x', v: 2 }] } } })), 'INVALID_INPUT');
+    assert.equal(syncCode(() => coffer.bundle({ history: { commits: [{ id: 'a', parents: ['b'] }, { id: 'b', parents: ['a'] }] } })), 'INVALID_INPUT');
+    assert.equal(syncCode(() => coffer.bundle({ history: { branches: { main: 'nowhere' } } })), 'INVALID_INPUT');
+    assert.equal(syncCode(() => coffer.digest(new Uint8Array(10))), 'NOT_A_BUNDLE');
+    assert.equal(syncCode(() => coffer.bundle({ collections: { d: { documents: [JSON.parse('['.repeat(130) + ']'.repeat(130))] } } })), 'LIMIT_EXCEEDED');
+  });
+
+  test('an empty snapshot bundles', () => {
+    const bytes = coffer.bundle({});
+    assert.deepEqual(coffer.unbundle(bytes), { schema: null, collections: {}, history: { commits: [], branches: {} } });
+  });
+});
+
+/** Synchronous variant of codeOf. */
+function syncCode(fn) {
+  try {
+    fn();
+    return 'ok';
+  } catch (e) {
+    if (!(e instanceof coffer.CofferError)) throw e;
+    return e.code;
+  }
+}
