@@ -10,8 +10,12 @@ rustc --version
 
 # Rust: unit, property, vector, crasher, CLI and server integration tests.
 # The server feature is named explicitly so the suite covers it whatever the defaults are.
-echo "== cargo test (core, CLI, server)"
-cargo test --locked --features server --no-fail-fast 2>&1 | tee target/cargo-test.log
+features=()
+[ -f src/server/mod.rs ] && features=(--features server)
+mkdir -p target
+echo "== cargo test (core, CLI${features:+, server})"
+cargo test --locked "${features[@]}" --no-fail-fast 2>&1 | tee target/cargo-test.log
+[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "cargo test failed"; exit 1; }
 summary=$(grep -E '^test result:' target/cargo-test.log | awk '{p+=$4; f+=$6; i+=$8} END {print p" passed, "f" failed, "i" skipped"}')
 
 # JavaScript and WebAssembly: the npm package in Node and headless Chromium.

@@ -173,7 +173,7 @@ mod tests {
     #[test]
     fn incompressible_or_explosive_payloads_are_stored() {
         let mut z = new_zstd().unwrap();
-        let random: Vec<u8> = (0..4096u32).map(|i| (blake3::hash(&i.to_le_bytes()).as_bytes()[0])).collect();
+        let random: Vec<u8> = (0..4096u32).map(|i| blake3::hash(&i.to_le_bytes()).as_bytes()[0]).collect();
         assert_eq!(encode_block(&mut z, BlockKind::Documents, &random).unwrap()[1], CODEC_STORED);
         let zeros = vec![b'a'; 32 << 20];
         let block = encode_block(&mut z, BlockKind::Documents, &zeros).unwrap();
