@@ -165,6 +165,7 @@ pub fn restore_bundle<R: Read>(store: &Store, mut reader: BundleReader<R>, optio
         let mut schema = Value::Null;
         let existing: HashSet<String> = tx.prepare("SELECT id FROM commits WHERE db = ?1")?.query_map([db], |r| r.get(0))?.collect::<Result<_, _>>()?;
         let mut branches = BTreeMap::new();
+        let filtering = options.filter.include.is_some() || options.filter.exclude.is_some();
         let mut configure = Vec::new();
         let mut insert = tx.prepare_cached("INSERT INTO documents (db, branch, collection, id, body) VALUES (?1, ?2, ?3, ?4, ?5)")?;
         while let Some(item) = reader.next_item()? {
@@ -200,7 +201,9 @@ pub fn restore_bundle<R: Read>(store: &Store, mut reader: BundleReader<R>, optio
                 Item::Commit(c) => {
                     let mut c = *c;
                     if !existing.contains(&c.id) {
-                        c.changes = filter_changes(&c.changes, &options.filter);
+                        if filtering {
+                            c.changes = filter_changes(&c.changes, &options.filter);
+                        }
                         data::insert_commit(tx, db, &c)?;
                         counts.commits += 1;
                     }
