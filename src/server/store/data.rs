@@ -185,9 +185,19 @@ pub fn list_documents(conn: &Connection, db: i64, branch: &str, collection: &str
 }
 
 /// Commits reachable from a branch head, newest first, after skipping `offset`.
+/// Reads commit metadata only (never the change sets).
 pub fn list_commits(conn: &Connection, db: i64, branch: &str, offset: usize, limit: usize) -> ApiResult<Vec<CommitInfo>> {
     let Some(head) = branch_head(conn, db, branch)? else { return Ok(Vec::new()) };
-    let all = load_commits(conn, db)?;
+    let mut stmt = conn.prepare("SELECT seq, id, parents, author, message, timestamp, json_array_length(changes) FROM commits WHERE db = ?1")?;
+    let rows = stmt.query_map([db], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, i64>(5)?, r.get::<_, i64>(6)?))
+    })?;
+    let mut all: HashMap<String, (i64, CommitInfo)> = HashMap::new();
+    for row in rows {
+        let (seq, id, parents, author, message, timestamp, changes) = row?;
+        let parents: Vec<String> = serde_json::from_str(&parents).map_err(|_| ApiError::internal("stored parents are not JSON"))?;
+        all.insert(id.clone(), (seq, CommitInfo { id, parents, author, message, timestamp, changes: changes as usize }));
+    }
     let mut seen = HashSet::new();
     let mut stack = vec![head];
     let mut reachable = Vec::new();
@@ -201,28 +211,19 @@ pub fn list_commits(conn: &Connection, db: i64, branch: &str, offset: usize, lim
         }
     }
     reachable.sort_by(|a, b| b.0.cmp(&a.0));
-    Ok(reachable
-        .into_iter()
-        .skip(offset)
-        .take(limit)
-        .map(|(_, c)| CommitInfo { id: c.id.clone(), parents: c.parents.clone(), author: c.author.clone(), message: c.message.clone(), timestamp: c.timestamp, changes: c.changes.len() })
-        .collect())
+    Ok(reachable.into_iter().skip(offset).take(limit).map(|(_, c)| c.clone()).collect())
 }
 
-/// Every commit of a database by id, with its insertion sequence.
-pub fn load_commits(conn: &Connection, db: i64) -> ApiResult<HashMap<String, (i64, Commit)>> {
-    let mut stmt = conn.prepare("SELECT seq, id, parents, author, message, timestamp, changes FROM commits WHERE db = ?1")?;
-    let rows = stmt.query_map([db], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, i64>(5)?, r.get::<_, String>(6)?))
-    })?;
-    let mut out = HashMap::new();
-    for row in rows {
-        let (seq, id, parents, author, message, timestamp, changes) = row?;
-        let parents: Vec<String> = serde_json::from_str(&parents).map_err(|_| ApiError::internal("stored parents are not JSON"))?;
-        let changes: Vec<Change> = serde_json::from_str(&changes).map_err(|_| ApiError::internal("stored changes are not JSON"))?;
-        out.insert(id.clone(), (seq, Commit { id, parents, author, message, timestamp, changes }));
-    }
-    Ok(out)
+/// One commit with its change set.
+pub fn load_commit(conn: &Connection, db: i64, id: &str) -> ApiResult<Option<Commit>> {
+    let row: Option<(String, String, String, i64, String)> = conn
+        .prepare_cached("SELECT parents, author, message, timestamp, changes FROM commits WHERE db = ?1 AND id = ?2")?
+        .query_row(params![db, id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .optional()?;
+    let Some((parents, author, message, timestamp, changes)) = row else { return Ok(None) };
+    let parents: Vec<String> = serde_json::from_str(&parents).map_err(|_| ApiError::internal("stored parents are not JSON"))?;
+    let changes: Vec<Change> = serde_json::from_str(&changes).map_err(|_| ApiError::internal("stored changes are not JSON"))?;
+    Ok(Some(Commit { id: id.to_string(), parents, author, message, timestamp, changes }))
 }
 
 /// Applies one change to a branch's materialized state.
@@ -323,17 +324,23 @@ pub fn create_branch(tx: &Transaction<'_>, db: i64, name: &str, from: &str) -> A
             tx.execute("INSERT INTO documents (db, branch, collection, id, body) SELECT db, ?2, collection, id, body FROM documents WHERE db = ?1 AND branch = ?3", params![db, name, src])?;
         }
         None => {
-            let all = load_commits(tx, db)?;
+            // The first-parent chain, root first, then replay it (one change set in memory at a time).
             let mut chain = Vec::new();
             let mut cursor = head.clone();
             while let Some(id) = cursor {
-                let Some((_, c)) = all.get(&id) else { break };
-                chain.push(c);
-                cursor = c.parents.first().cloned();
+                let parent: Option<String> = tx
+                    .query_row("SELECT parents FROM commits WHERE db = ?1 AND id = ?2", params![db, id], |r| r.get::<_, String>(0))
+                    .optional()?
+                    .and_then(|p| serde_json::from_str::<Vec<String>>(&p).ok())
+                    .and_then(|p| p.first().cloned());
+                chain.push(id);
+                cursor = parent;
             }
-            for c in chain.iter().rev() {
-                for change in &c.changes {
-                    apply_change(tx, db, name, change)?;
+            for id in chain.iter().rev() {
+                if let Some(c) = load_commit(tx, db, id)? {
+                    for change in &c.changes {
+                        apply_change(tx, db, name, change)?;
+                    }
                 }
             }
         }
