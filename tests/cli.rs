@@ -55,6 +55,9 @@ fn full_round_trip_gives_identical_bytes() {
     assert_eq!(info["format"], "coffer-sealed");
     assert_eq!(info["metadata"]["backup"], "t1");
     assert_eq!(info["recipients"][0]["kind"], "passphrase");
+    let unlocked: Value = serde_json::from_slice(&ok(coffer(&["inspect", p(&s), "--unlock", "--json"], &PW)).stdout).unwrap();
+    assert_eq!(unlocked["toc"]["digest"], summary["digest"]);
+    fails_with(coffer(&["inspect", p(&s), "--unlock"], &[("COFFER_PASSPHRASE", "nope")]), "WRONG_KEY");
     let verified: Value = serde_json::from_slice(&ok(coffer(&["verify", p(&s), "--json"], &PW)).stdout).unwrap();
     assert_eq!(verified["digest"], summary["digest"]);
     ok(coffer(&["open", p(&s), "-o", p(&o)], &PW));

@@ -215,3 +215,60 @@ proptest! {
         prop_assert!(["TRUNCATED", "CORRUPT", "NOT_A_BUNDLE"].contains(&err.code()), "{}", err);
     }
 }
+
+#[test]
+fn seek_reader_reads_anywhere_and_checks_the_end() {
+    use std::io::{Cursor, Seek, SeekFrom};
+    let plain = data(5 * SEG + 777);
+    let sealed = seal_pw(&plain, "pw", b"seek");
+    let mut r = seal::SeekReader::new(Cursor::new(&sealed), &[Key::passphrase("pw")], &OpenLimits::default()).unwrap();
+    assert_eq!(r.len(), plain.len() as u64);
+    for start in [0usize, 1, SEG - 3, 3 * SEG + 5, plain.len() - 10] {
+        r.seek(SeekFrom::Start(start as u64)).unwrap();
+        let mut got = Vec::new();
+        (&mut r).take(2 * SEG as u64).read_to_end(&mut got).unwrap();
+        let end = (start + 2 * SEG).min(plain.len());
+        assert!(got == plain[start..end], "read at {start} differs");
+    }
+    let mut all = Vec::new();
+    r.seek(SeekFrom::Start(0)).unwrap();
+    r.read_to_end(&mut all).unwrap();
+    assert!(all == plain);
+    let header_len = seal::inspect(&sealed, &OpenLimits::default()).unwrap().header_len;
+    let cut = &sealed[..header_len + 5 * (SEG + 16)];
+    assert_eq!(seal::SeekReader::new(Cursor::new(cut), &[Key::passphrase("pw")], &OpenLimits::default()).err().unwrap().code(), "TRUNCATED");
+    let mut flipped = sealed.clone();
+    flipped[header_len + 2 * (SEG + 16) + 9] ^= 4;
+    let mut r = seal::SeekReader::new(Cursor::new(&flipped), &[Key::passphrase("pw")], &OpenLimits::default()).unwrap();
+    r.seek(SeekFrom::Start(2 * SEG as u64 + 100)).unwrap();
+    let err = r.read(&mut [0u8; 10]).unwrap_err();
+    assert_eq!(coffer::error::into_error(err).code(), "CORRUPT");
+    assert_eq!(seal::SeekReader::new(Cursor::new(&sealed), &[Key::passphrase("no")], &OpenLimits::default()).err().unwrap().code(), "WRONG_KEY");
+}
+
+#[test]
+fn one_collection_out_of_a_sealed_bundle() {
+    use coffer::bundle;
+    let mut snapshot = coffer::Snapshot::default();
+    for name in ["a", "b", "c"] {
+        let mut c = coffer::Collection::default();
+        for i in 0..3000 {
+            c.documents.insert(format!("{i:05}"), serde_json::json!({"name": name, "i": i, "pad": "x".repeat(50)}));
+        }
+        snapshot.collections.insert(name.into(), c);
+    }
+    let plain = bundle::to_vec(&snapshot).unwrap();
+    let sealed = seal_pw(&plain, "pw", b"toc");
+    let mut r = seal::SeekReader::new(std::io::Cursor::new(&sealed), &[Key::passphrase("pw")], &OpenLimits::default()).unwrap();
+    let toc = bundle::read_toc(&mut r).unwrap();
+    assert_eq!(toc.collections.len(), 3);
+    let mut reader = bundle::read_collection(r, "b").unwrap();
+    let mut n = 0;
+    while let Some(item) = reader.next_item().unwrap() {
+        if let bundle::Item::Document(d) = item {
+            assert_eq!(d.value().unwrap()["name"], "b");
+            n += 1;
+        }
+    }
+    assert_eq!(n, 3000);
+}

@@ -86,10 +86,16 @@ enum Command {
         #[command(flatten)]
         fmt: Format,
     },
-    /// Show what a file is, without any key.
+    /// Show what a file is, without any key (or, with --unlock, a sealed bundle's contents).
     Inspect {
         /// Bundle or sealed file (`-` for stdin).
         input: String,
+        /// Also unlock a sealed bundle and show its table of contents: only
+        /// the header and the last segments are decrypted, whatever the size.
+        #[arg(long)]
+        unlock: bool,
+        #[command(flatten)]
+        key: KeyArgs,
         #[command(flatten)]
         fmt: Format,
     },
@@ -205,7 +211,7 @@ fn run(command: Command) -> Result<()> {
             bar.finish_and_clear();
             report(fmt, &output, json!({"output": output}), || format!("opened {input} into {output}"))
         }
-        Command::Inspect { input, fmt } => inspect(&input, fmt),
+        Command::Inspect { input, unlock, key, fmt } => inspect(&input, unlock.then_some(&key), fmt),
         Command::Verify { input, key, fmt } => {
             let (plain, sealed) = plaintext_reader(&input, &key)?;
             let mut plain = BufReader::with_capacity(1 << 20, plain);
@@ -262,7 +268,7 @@ fn report(fmt: Format, output: &str, value: Value, text: impl FnOnce() -> String
     Ok(())
 }
 
-fn inspect(input: &str, fmt: Format) -> Result<()> {
+fn inspect(input: &str, unlock: Option<&KeyArgs>, fmt: Format) -> Result<()> {
     let mut value = json!({});
     if input != "-" {
         let mut file = fs::File::open(input)?;
@@ -282,6 +288,14 @@ fn inspect(input: &str, fmt: Format) -> Result<()> {
             value = json!({"format": "coffer-bundle", "version": bundle::VERSION, "toc": toc});
         } else {
             value = serde_json::to_value(seal::inspect(&head, &OpenLimits::default())?).map_err(|e| Error::Io(e.into()))?;
+            if let Some(key) = unlock {
+                if input == "-" {
+                    return Err(Error::InvalidInput("--unlock needs a file, not stdin".into()));
+                }
+                let mut plain = seal::SeekReader::new(fs::File::open(input)?, &keys(key)?, &OpenLimits::default())?;
+                value["toc"] = serde_json::to_value(bundle::read_toc(&mut plain)?).map_err(|e| Error::Io(e.into()))?;
+                value["plaintext_bytes"] = json!(plain.len());
+            }
         }
     }
     if fmt.json {
@@ -313,6 +327,10 @@ fn print_human(value: &Value) {
         }
         if let Some(meta) = value["metadata"].as_object() {
             println!("metadata:    {}", Value::Object(meta.clone()));
+        }
+        if let Some(toc) = value.get("toc") {
+            println!("--- contents (authenticated)");
+            print_human(&json!({"version": bundle::VERSION, "toc": toc}));
         }
     }
 }

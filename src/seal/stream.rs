@@ -294,14 +294,7 @@ enum KeyRef {
 impl Decryptor {
     /// Starts opening with any of `keys`.
     pub fn new(keys: &[Key], limits: OpenLimits) -> Self {
-        let keys = keys
-            .iter()
-            .filter_map(|k| match k {
-                Key::Passphrase(p) => Some(KeyRef::Passphrase(p.clone())),
-                Key::Identity(id) => id.to_secret_string().parse().ok().map(KeyRef::Identity),
-            })
-            .collect();
-        Self { keys, limits, state: DecState::Header(Vec::new()), info: None, threads: default_threads(0) }
+        Self { keys: key_refs(keys), limits, state: DecState::Header(Vec::new()), info: None, threads: default_threads(0) }
     }
 
     /// Sets the number of worker threads (0 = the machine's parallelism).
@@ -361,7 +354,7 @@ impl Decryptor {
                 return Ok(Vec::new());
             }
             let header = Header::parse(buf, &self.limits)?;
-            let file_key = self.unlock(&header)?;
+            let file_key = unlock(&self.keys, &header)?;
             header.verify(&file_key)?;
             let payload_key = header.payload_key(&file_key);
             self.info = Some(header.info());
@@ -412,34 +405,43 @@ impl Decryptor {
             }
         }
     }
+}
 
-    fn unlock(&self, header: &Header) -> Result<FileKey> {
-        let has_passphrase = header.stanzas.iter().any(|s| matches!(s, Stanza::Passphrase { .. }));
-        let mut tried = false;
-        for key in &self.keys {
-            for stanza in &header.stanzas {
-                let found = match (key, stanza) {
-                    (KeyRef::Passphrase(p), Stanza::Passphrase { salt, kdf, wrapped }) => {
-                        tried = true;
-                        keys::unwrap_passphrase(p.as_bytes(), salt, kdf, wrapped)?
-                    }
-                    (KeyRef::Identity(id), Stanza::X25519 { ephemeral, wrapped }) => {
-                        tried = true;
-                        keys::unwrap_x25519(id, ephemeral, wrapped)
-                    }
-                    _ => None,
-                };
-                if let Some(file_key) = found {
-                    return Ok(file_key);
+fn key_refs(keys: &[Key]) -> Vec<KeyRef> {
+    keys.iter()
+        .filter_map(|k| match k {
+            Key::Passphrase(p) => Some(KeyRef::Passphrase(p.clone())),
+            Key::Identity(id) => id.to_secret_string().parse().ok().map(KeyRef::Identity),
+        })
+        .collect()
+}
+
+fn unlock(candidates: &[KeyRef], header: &Header) -> Result<FileKey> {
+    let has_passphrase = header.stanzas.iter().any(|s| matches!(s, Stanza::Passphrase { .. }));
+    let mut tried = false;
+    for key in candidates {
+        for stanza in &header.stanzas {
+            let found = match (key, stanza) {
+                (KeyRef::Passphrase(p), Stanza::Passphrase { salt, kdf, wrapped }) => {
+                    tried = true;
+                    keys::unwrap_passphrase(p.as_bytes(), salt, kdf, wrapped)?
                 }
+                (KeyRef::Identity(id), Stanza::X25519 { ephemeral, wrapped }) => {
+                    tried = true;
+                    keys::unwrap_x25519(id, ephemeral, wrapped)
+                }
+                _ => None,
+            };
+            if let Some(file_key) = found {
+                return Ok(file_key);
             }
         }
-        if !tried {
-            let want = if has_passphrase { "a passphrase" } else { "an identity (private key)" };
-            return Err(Error::WrongKey(format!("the file is sealed to {want}, and none was given")));
-        }
-        Err(Error::WrongKey(if has_passphrase { "wrong passphrase".into() } else { "no given identity is a recipient of this file".into() }))
     }
+    if !tried {
+        let want = if has_passphrase { "a passphrase" } else { "an identity (private key)" };
+        return Err(Error::WrongKey(format!("the file is sealed to {want}, and none was given")));
+    }
+    Err(Error::WrongKey(if has_passphrase { "wrong passphrase".into() } else { "no given identity is a recipient of this file".into() }))
 }
 
 /// Opens `count` non-final segments from the front of `pending`, appending
@@ -600,5 +602,143 @@ impl<R: Read> Read for OpenReader<R> {
         buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+/// Random access to the plaintext of a sealed file: `Read + Seek`, decrypting
+/// only the segments it touches. Lets a reader take the table of contents
+/// and one collection out of a multi-GiB sealed bundle without decrypting
+/// the rest (see [`crate::bundle::read_toc`] and [`crate::bundle::read_collection`]).
+///
+/// The header and the final segment are authenticated when it is created,
+/// which fixes the plaintext length (a truncated or extended file is
+/// rejected then); every segment read is authenticated before use.
+pub struct SeekReader<R: Read + io::Seek> {
+    input: R,
+    stream: Stream,
+    info: HeaderInfo,
+    header_len: u64,
+    segment: u64,
+    segments: u64,
+    len: u64,
+    pos: u64,
+    cached: Option<(u64, Vec<u8>)>,
+}
+
+impl<R: Read + io::Seek> SeekReader<R> {
+    /// Reads and authenticates the header and the final segment.
+    pub fn new(mut input: R, keys: &[Key], limits: &OpenLimits) -> Result<Self> {
+        input.seek(io::SeekFrom::Start(0))?;
+        let mut header = vec![0u8; PREFIX_LEN];
+        let n = read_some(&mut input, &mut header)?;
+        let total = Header::total_len(&header[..n])?;
+        header.resize(total, 0);
+        if read_some(&mut input, &mut header[PREFIX_LEN..])? != total - PREFIX_LEN {
+            return Err(Error::truncated("input ends inside the sealed header"));
+        }
+        let parsed = Header::parse(&header, limits)?;
+        let file_key = unlock(&key_refs(keys), &parsed)?;
+        parsed.verify(&file_key)?;
+        let payload_key = parsed.payload_key(&file_key);
+        let file_len = input.seek(io::SeekFrom::End(0))?;
+        let body = file_len - total as u64;
+        let segment = parsed.segment_size() as u64;
+        let unit = segment + TAG_LEN as u64;
+        if body < TAG_LEN as u64 {
+            return Err(Error::truncated("input ends before the final segment"));
+        }
+        let segments = body.div_ceil(unit);
+        let last_len = body - (segments - 1) * unit;
+        if last_len < TAG_LEN as u64 {
+            return Err(Error::corrupt("the final segment is shorter than a tag"));
+        }
+        if segments > u64::from(u32::MAX) + 1 {
+            return Err(Error::limit("too many segments"));
+        }
+        let mut reader = Self {
+            input,
+            stream: Stream::new(&payload_key),
+            info: parsed.info(),
+            header_len: total as u64,
+            segment,
+            segments,
+            len: (segments - 1) * segment + last_len - TAG_LEN as u64,
+            pos: 0,
+            cached: None,
+        };
+        reader.load(segments - 1)?;
+        if reader.len == 0 && segments > 1 {
+            return Err(Error::corrupt("empty final segment after a full one"));
+        }
+        Ok(reader)
+    }
+
+    /// The authenticated header.
+    pub fn info(&self) -> &HeaderInfo {
+        &self.info
+    }
+
+    /// Plaintext length.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when the plaintext is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn load(&mut self, index: u64) -> Result<()> {
+        if self.cached.as_ref().is_some_and(|(i, _)| *i == index) {
+            return Ok(());
+        }
+        let unit = self.segment + TAG_LEN as u64;
+        let last = index + 1 == self.segments;
+        let size = if last { self.len - index * self.segment + TAG_LEN as u64 } else { unit };
+        let mut buf = self.cached.take().map(|(_, b)| b).unwrap_or_default();
+        buf.resize(size as usize, 0);
+        self.input.seek(io::SeekFrom::Start(self.header_len + index * unit))?;
+        if read_some(&mut self.input, &mut buf)? != buf.len() {
+            return Err(Error::truncated("the file became shorter while being read"));
+        }
+        let counter = u32::try_from(index).map_err(|_| Error::limit("too many segments"))?;
+        if !self.stream.open(counter, last, &mut buf) {
+            if last && buf.len() == unit as usize && self.stream.open(counter, false, &mut buf) {
+                return Err(Error::truncated("input ends at a segment boundary: the final segment is missing"));
+            }
+            return Err(Error::corrupt(format!("segment {index} failed authentication")));
+        }
+        buf.truncate(buf.len() - TAG_LEN);
+        self.cached = Some((index, buf));
+        Ok(())
+    }
+}
+
+impl<R: Read + io::Seek> Read for SeekReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.len || out.is_empty() {
+            return Ok(0);
+        }
+        let index = self.pos / self.segment;
+        self.load(index)?;
+        let Some((_, plain)) = &self.cached else { return Ok(0) };
+        let offset = (self.pos - index * self.segment) as usize;
+        let n = out.len().min(plain.len() - offset);
+        out[..n].copy_from_slice(&plain[offset..offset + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: Read + io::Seek> io::Seek for SeekReader<R> {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            io::SeekFrom::Start(n) => Some(n),
+            io::SeekFrom::End(d) => self.len.checked_add_signed(d),
+            io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        let target = target.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
+        self.pos = target;
+        Ok(target)
     }
 }
