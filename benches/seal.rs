@@ -4,13 +4,18 @@
 //! `cargo bench --bench seal` (scripts/bench.sh runs it beside
 //! `openssl speed -evp aes-256-gcm`). Not a timed test: it prints figures.
 //!
-//! Figures are MB/s of plaintext (1 MB = 10^6 bytes, as openssl reports).
-//! "stream" excludes the per-file key setup (Argon2id for a passphrase, done
-//! once in `Encryptor::new` / when the header is pushed), which is reported
-//! separately; "one call" is `seal_to_vec` / `open_to_vec` end to end.
+//! Figures are MB/s of plaintext (1 MB = 10^6 bytes, as openssl reports),
+//! per second of wall time and per second of CPU time (all threads; the
+//! machine may be shared). The push-API figures exclude the per-file key
+//! setup (Argon2id, done once in `Encryptor::new` / when the header is
+//! pushed), which is printed separately; "default" feeds 8 MiB pushes like
+//! `SealWriter`/`OpenReader` (the CLI path), "whole" one push of the whole
+//! buffer; `seal_to_vec` / `open_to_vec` are timed end to end.
 //!
 //! Environment: `COFFER_BENCH_MIB` (buffer size, default 256),
-//! `COFFER_BENCH_ROUNDS` (default 5; the median is printed).
+//! `COFFER_BENCH_ROUNDS` (default 5; the median is printed),
+//! `COFFER_BENCH_MODES` (comma-separated subset of default, 1thread,
+//! whole_default, whole_1thread, to_vec; for profiling with `perf`).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -46,33 +51,65 @@ fn data(len: usize) -> Vec<u8> {
     out
 }
 
-/// Seals `plain` with the push API; returns (sealed, time of key setup, time of push+finish).
-fn seal_stream(plain: &[u8], options: &SealOptions) -> (Vec<u8>, Duration, Duration) {
-    let t0 = Instant::now();
-    let mut enc = Encryptor::new(&[Recipient::passphrase(PASSPHRASE)], options).expect("encryptor");
-    let header = enc.take_header().expect("header");
-    let setup = t0.elapsed();
-    let t1 = Instant::now();
-    let mut out = Vec::with_capacity(header.len() + plain.len() + plain.len() / 4096 + 64);
-    out.extend_from_slice(&header);
-    out.extend_from_slice(&enc.push(plain).expect("push"));
-    out.extend_from_slice(&enc.finish().expect("finish"));
-    (out, setup, t1.elapsed())
+/// CPU time (user + system) of the whole process so far, all threads
+/// included (Linux: /proc/self/stat, in clock ticks of 10 ms).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = after.split_whitespace().skip(11).take(2).map(|f| f.parse().unwrap_or(0)).collect();
+    Duration::from_millis(fields.iter().sum::<u64>() * 10)
 }
 
-/// Opens with the push API; returns (plaintext, time of header+KDF, time of the body).
-fn open_stream(sealed: &[u8], threads: usize) -> (Vec<u8>, Duration, Duration) {
+/// Wall and CPU time of one run of `f`.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration, Duration) {
+    let (c0, t0) = (cpu_time(), Instant::now());
+    let out = f();
+    (out, t0.elapsed(), cpu_time().saturating_sub(c0))
+}
+
+/// How plaintext or ciphertext is handed to the push API.
+#[derive(Clone, Copy)]
+enum Feed {
+    /// The whole buffer in one push (what `seal_to_vec`/`open_to_vec` do).
+    Whole,
+    /// Pushes of this many bytes, output appended to one preallocated buffer
+    /// (what `SealWriter`/`OpenReader` and the CLI do, with 8 segments).
+    Pieces(usize),
+}
+
+fn feed(push: &mut dyn FnMut(&[u8]) -> Vec<u8>, input: &[u8], how: Feed, out: &mut Vec<u8>) {
+    match how {
+        Feed::Whole => out.extend_from_slice(&push(input)),
+        Feed::Pieces(n) => input.chunks(n).for_each(|c| out.extend_from_slice(&push(c))),
+    }
+}
+
+/// Seals with the push API; the key setup (Argon2id) is outside the timing.
+fn seal_stream(plain: &[u8], options: &SealOptions, how: Feed, out: &mut Vec<u8>) -> (Duration, Duration, Duration) {
+    let (enc, setup, _) = timed(|| Encryptor::new(&[Recipient::passphrase(PASSPHRASE)], options).expect("encryptor"));
+    let mut enc = enc;
+    out.clear();
+    out.extend_from_slice(&enc.take_header().expect("header"));
+    let ((), wall, cpu) = timed(|| {
+        feed(&mut |c| enc.push(c).expect("push"), plain, how, out);
+        out.extend_from_slice(&enc.finish().expect("finish"));
+    });
+    (setup, wall, cpu)
+}
+
+/// Opens with the push API; the header (Argon2id) is pushed outside the timing.
+fn open_stream(sealed: &[u8], threads: usize, how: Feed, out: &mut Vec<u8>) -> (Duration, Duration, Duration) {
     let header_len = seal::inspect(sealed, &OpenLimits::default()).expect("inspect").header_len;
-    let t0 = Instant::now();
     let mut dec = Decryptor::new(&[Key::passphrase(PASSPHRASE)], OpenLimits::default());
     dec.set_threads(threads);
-    let head = dec.push(&sealed[..header_len]).expect("header");
+    let (head, setup, _) = timed(|| dec.push(&sealed[..header_len]).expect("header"));
     assert!(head.is_empty());
-    let setup = t0.elapsed();
-    let t1 = Instant::now();
-    let mut out = dec.push(&sealed[header_len..]).expect("push");
-    out.extend_from_slice(&dec.finish().expect("finish"));
-    (out, setup, t1.elapsed())
+    out.clear();
+    let ((), wall, cpu) = timed(|| {
+        feed(&mut |c| dec.push(c).expect("push"), &sealed[header_len..], how, out);
+        out.extend_from_slice(&dec.finish().expect("finish"));
+    });
+    (setup, wall, cpu)
 }
 
 fn main() {
@@ -82,46 +119,74 @@ fn main() {
     let len = mib << 20;
     let plain = data(len);
     let threads_default = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    println!("seal/open in memory: {mib} MiB buffer, 1 MiB segments, {rounds} rounds (median), {threads_default} worker threads by default");
+    println!("seal/open in memory: {mib} MiB buffer, 1 MiB segments, median of {rounds} rounds; {threads_default} worker threads by default");
+    println!("  MB/s = 10^6 bytes of plaintext per second of wall time; MB/cpu-s = per second of CPU time (all threads)");
 
-    for (label, threads) in [("default threads", 0usize), ("1 thread", 1)] {
+    // Output buffers reused across rounds (and touched once), so the
+    // streaming figures do not include first-touch page faults of the output.
+    let modes = std::env::var("COFFER_BENCH_MODES").unwrap_or_default();
+    let mut sealed = Vec::with_capacity(len + len / 1000 + 4096);
+    let mut opened = Vec::with_capacity(len);
+    let segment = 1usize << seal::DEFAULT_SEGMENT_LOG2;
+    for (name, threads, how) in [
+        ("default", 0usize, Feed::Pieces(8 * segment)),
+        ("1thread", 1, Feed::Pieces(8 * segment)),
+        ("whole_default", 0, Feed::Whole),
+        ("whole_1thread", 1, Feed::Whole),
+    ] {
+        if !modes.is_empty() && !modes.split(',').any(|m| m == name) {
+            continue;
+        }
         let options = SealOptions { threads, ..SealOptions::default() };
-        let (mut seal_t, mut open_t, mut seal_setup, mut open_setup, mut seal_one, mut open_one) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let (mut sw, mut sc, mut ow, mut oc, mut ss, mut os) = (vec![], vec![], vec![], vec![], vec![], vec![]);
         for _ in 0..rounds {
-            let (sealed, setup, t) = seal_stream(&plain, &options);
-            seal_setup.push(setup);
-            seal_t.push(t);
-            let (opened, setup, t) = open_stream(&sealed, threads);
+            let (setup, wall, cpu) = seal_stream(&plain, &options, how, &mut sealed);
+            ss.push(setup);
+            sw.push(wall);
+            sc.push(cpu);
+            let (setup, wall, cpu) = open_stream(&sealed, threads, how, &mut opened);
             assert!(opened == plain, "round trip failed");
-            open_setup.push(setup);
-            open_t.push(t);
-            drop(opened);
-            if threads == 0 {
-                let t = Instant::now();
-                let sealed = seal::seal_to_vec(&plain, &[Recipient::passphrase(PASSPHRASE)], &options).expect("seal_to_vec");
-                seal_one.push(t.elapsed());
-                let t = Instant::now();
-                black_box(seal::open_to_vec(&sealed, &[Key::passphrase(PASSPHRASE)], &OpenLimits::default()).expect("open_to_vec"));
-                open_one.push(t.elapsed());
-            }
+            os.push(setup);
+            ow.push(wall);
+            oc.push(cpu);
         }
-        let (s, o) = (median(seal_t), median(open_t));
-        // Machine-readable lines first (scripts/bench.sh greps them), then prose.
-        let tag = if threads == 0 { "default" } else { "1thread" };
-        println!("RESULT seal_{tag}_mbps {:.0}", mbps(len, s));
-        println!("RESULT open_{tag}_mbps {:.0}", mbps(len, o));
+        let (sw, sc, ow, oc) = (median(sw), median(sc), median(ow), median(oc));
+        // Machine-readable lines (scripts/bench.sh greps them), then prose.
+        println!("RESULT seal_{name}_mbps {:.0}", mbps(len, sw));
+        println!("RESULT open_{name}_mbps {:.0}", mbps(len, ow));
+        println!("RESULT seal_{name}_cpu_mbps {:.0}", mbps(len, sc));
+        println!("RESULT open_{name}_cpu_mbps {:.0}", mbps(len, oc));
+        let feed = match how {
+            Feed::Whole => "one push of the whole buffer".to_string(),
+            Feed::Pieces(n) => format!("pushes of {} MiB", n >> 20),
+        };
+        let threads = if threads == 0 { threads_default } else { threads };
         println!(
-            "  {label:>15}: seal stream {:>6.0} MB/s, open stream {:>6.0} MB/s (key setup: seal {:.0} ms, open {:.0} ms)",
-            mbps(len, s),
-            mbps(len, o),
-            median(seal_setup).as_secs_f64() * 1e3,
-            median(open_setup).as_secs_f64() * 1e3
+            "  {threads} thread(s), {feed:<28}: seal {:>5.0} MB/s ({:>5.0} MB/cpu-s), open {:>5.0} MB/s ({:>5.0} MB/cpu-s); Argon2id setup seal {:.0} ms, open {:.0} ms",
+            mbps(len, sw),
+            mbps(len, sc),
+            mbps(len, ow),
+            mbps(len, oc),
+            median(ss).as_secs_f64() * 1e3,
+            median(os).as_secs_f64() * 1e3
         );
-        if threads == 0 {
-            let (s1, o1) = (median(seal_one), median(open_one));
-            println!("RESULT seal_to_vec_mbps {:.0}", mbps(len, s1));
-            println!("RESULT open_to_vec_mbps {:.0}", mbps(len, o1));
-            println!("  {:>15}: seal_to_vec {:>6.0} MB/s, open_to_vec {:>6.0} MB/s (end to end, Argon2id included)", "one call", mbps(len, s1), mbps(len, o1));
-        }
     }
+    drop((sealed, opened));
+
+    // The one-call API, end to end (Argon2id and fresh output buffers included).
+    if !modes.is_empty() && !modes.split(',').any(|m| m == "to_vec") {
+        return;
+    }
+    let (mut sw, mut ow) = (vec![], vec![]);
+    for _ in 0..rounds {
+        let (sealed, wall, _) = timed(|| seal::seal_to_vec(&plain, &[Recipient::passphrase(PASSPHRASE)], &SealOptions::default()).expect("seal_to_vec"));
+        sw.push(wall);
+        let (opened, wall, _) = timed(|| seal::open_to_vec(&sealed, &[Key::passphrase(PASSPHRASE)], &OpenLimits::default()).expect("open_to_vec"));
+        ow.push(wall);
+        black_box(opened);
+    }
+    let (sw, ow) = (median(sw), median(ow));
+    println!("RESULT seal_to_vec_mbps {:.0}", mbps(len, sw));
+    println!("RESULT open_to_vec_mbps {:.0}", mbps(len, ow));
+    println!("  seal_to_vec / open_to_vec, end to end (Argon2id, fresh buffers): seal {:.0} MB/s, open {:.0} MB/s", mbps(len, sw), mbps(len, ow));
 }
