@@ -2,7 +2,7 @@
 // Every function checks its arguments here, calls the Rust core (compiled to
 // wasm), and throws only CofferError.
 import * as raw from '../wasm/coffer_wasm.js';
-import { concat, toBytes } from './bytes.js';
+import { Collector, toBytes } from './bytes.js';
 import { adopt, call, CofferError, ERROR_CODES, invalid, isCofferError } from './errors.js';
 import { ensureReady } from './state.js';
 import { WasmOpener, WasmSealer } from './wasm.js';
@@ -73,26 +73,26 @@ function parse(text) {
 
 // ---------------------------------------------------------------- sealing
 
-/** Runs a push/finish object (made by `make(emit)`) over the whole of `input`; returns all it emitted. */
-async function runAll(make, input) {
-  const parts = [];
-  const pusher = await make((bytes) => parts.push(bytes));
+/** Runs a WebCrypto push/finish object over the whole of `input`, writing its output into one buffer. */
+async function webCryptoAll(pusher, collector, input, size) {
   try {
+    collector.expect(size);
     await pusher.push(input);
     await pusher.finish();
   } catch (e) {
     pusher.abort();
     throw adopt(e);
   }
-  return concat(parts);
+  return collector.result();
 }
 
+/** Runs a pure-wasm push/finish object (made by `make(emit)`) over the whole of `input`. */
 function runAllSync(make, input) {
-  const parts = [];
-  const pusher = make((bytes) => parts.push(bytes));
+  const output = new Collector();
+  const pusher = make(output.add);
   pusher.push(input);
   pusher.finish();
-  return concat(parts);
+  return output.result();
 }
 
 export async function seal(data, key, options) {
@@ -101,7 +101,9 @@ export async function seal(data, key, options) {
   const [passphrase, recipients] = sealKey(key);
   const [webCrypto, optionsJson] = sealOptions(options);
   if (webCrypto && hasWebCrypto()) {
-    return runAll((emit) => WebCryptoSealer.create(emit, passphrase, recipients, optionsJson), input);
+    const output = new Collector();
+    const sealer = await WebCryptoSealer.create(output.add, passphrase, recipients, optionsJson);
+    return webCryptoAll(sealer, output, input, sealer.sealedLength(input.length));
   }
   return runAllSync((emit) => new WasmSealer(emit, passphrase, recipients, optionsJson), input);
 }
@@ -111,7 +113,10 @@ export async function open(sealed, key, options) {
   const input = toBytes(sealed, 'sealed');
   const [passphrase, identity] = openKey(key);
   if (openOptions(options) && hasWebCrypto()) {
-    return runAll((emit) => new WebCryptoOpener(emit, passphrase, identity), input);
+    const output = new Collector();
+    const opener = new WebCryptoOpener(output.add, passphrase, identity);
+    const body = await opener.header(input);
+    return webCryptoAll(opener, output, body, opener.plaintextLength(input.length));
   }
   return runAllSync((emit) => new WasmOpener(emit, passphrase, identity), input);
 }
@@ -188,10 +193,43 @@ export function openStream(key, options) {
 
 // ---------------------------------------------------------------- inspection
 
+/** `coffer inspect --json` output (snake_case, from Rust) → the JS shape (camelCase; metadata untouched). */
+function inspected(info) {
+  if (info.format === 'coffer-bundle') {
+    const t = info.toc;
+    return {
+      format: info.format,
+      version: info.version,
+      bytes: info.bytes,
+      toc: {
+        digest: t.digest,
+        rawBytes: t.raw_bytes,
+        storedBytes: t.stored_bytes,
+        collections: t.collections.map((c) => ({ name: c.name, documents: c.documents, rawBytes: c.raw_bytes, storedBytes: c.stored_bytes, offset: c.offset, hash: c.hash })),
+        commits: t.commits,
+        branches: t.branches,
+        historyOffset: t.history_offset,
+      },
+    };
+  }
+  return {
+    format: info.format,
+    version: info.version,
+    headerLen: info.header_len,
+    segmentSize: info.segment_size,
+    recipients: info.recipients.map((r) =>
+      r.kind === 'passphrase'
+        ? { kind: r.kind, kdf: { algorithm: 'argon2id', memoryKib: r.kdf.memory_kib, iterations: r.kdf.iterations, parallelism: r.kdf.parallelism } }
+        : { kind: r.kind },
+    ),
+    metadata: info.metadata ?? null,
+  };
+}
+
 export function inspect(bytesOrHeader) {
   ensureReady();
   const bytes = toBytes(bytesOrHeader, 'bytesOrHeader');
-  return parse(call(() => raw.inspect(bytes)));
+  return inspected(parse(call(() => raw.inspect(bytes))));
 }
 
 export async function verify(input, key, options) {

@@ -31,65 +31,118 @@ export function concat(parts) {
 }
 
 /**
- * A FIFO of bytes that hands out fixed-size units. Units are views into the
- * caller's buffers when they lie within one buffer (the common case for a
- * one-shot call), copies otherwise. `keep()` copies what stays queued, so no
- * view into a caller's buffer outlives the call that gave it.
+ * Cuts a stream of byte chunks into whole units (segments) for WebCrypto,
+ * with as little copying and garbage as possible:
+ * - a unit that lies inside one chunk is handed out as a view (no copy);
+ *   WebCrypto copies its input when called, so the view is only read later
+ *   to explain a failure;
+ * - bytes held back at the end of a chunk are copied into a pooled staging
+ *   buffer before the call returns, so nothing that is still to be
+ *   encrypted points into a chunk its writer may reuse;
+ * - staging buffers come back to the pool once their operation settled, so
+ *   a long stream allocates no buffers of its own after the first few.
  */
-export class ByteQueue {
-  #parts = [];
-  #owned = [];
-  length = 0;
+export class SegmentCutter {
+  #unit;
+  #stage = null;
+  #fill = 0;
+  #free = [];
+  #pooled = new WeakSet();
+  #poolSize;
 
-  push(bytes, owned = false) {
-    if (bytes.length === 0) return;
-    this.#parts.push(bytes);
-    this.#owned.push(owned);
-    this.length += bytes.length;
+  constructor(unit, poolSize) {
+    this.#unit = unit;
+    this.#poolSize = poolSize;
   }
 
-  /** The next `n` bytes (n ≤ length). */
-  take(n) {
-    const head = this.#parts[0];
-    if (head !== undefined && head.length >= n) {
-      const unit = head.subarray(0, n);
-      if (head.length === n) {
-        this.#parts.shift();
-        this.#owned.shift();
-      } else {
-        this.#parts[0] = head.subarray(n);
-      }
-      this.length -= n;
-      return unit;
-    }
-    const unit = new Uint8Array(n);
+  /** Bytes held back. */
+  get buffered() {
+    return this.#fill;
+  }
+
+  /**
+   * Yields `count` whole units taken from the held-back bytes and `chunk`,
+   * then holds back the rest of `chunk`. `count` must not ask for more than
+   * `buffered + chunk.length` leaves, minus at least one byte.
+   */
+  *cut(chunk, count) {
+    const unit = this.#unit;
     let at = 0;
-    while (at < n) {
-      const part = this.#parts[0];
-      const k = Math.min(part.length, n - at);
-      unit.set(part.subarray(0, k), at);
-      at += k;
-      if (k === part.length) {
-        this.#parts.shift();
-        this.#owned.shift();
+    for (let i = 0; i < count; i++) {
+      if (this.#fill === 0) {
+        yield chunk.subarray(at, at + unit);
+        at += unit;
       } else {
-        this.#parts[0] = part.subarray(k);
+        const need = unit - this.#fill;
+        this.#stage.set(chunk.subarray(at, at + need), this.#fill);
+        at += need;
+        const full = this.#stage;
+        this.#stage = null;
+        this.#fill = 0;
+        yield full;
       }
     }
-    this.length -= n;
-    return unit;
+    if (at < chunk.length) {
+      this.#stage ??= this.#allocate();
+      this.#stage.set(chunk.subarray(at), this.#fill);
+      this.#fill += chunk.length - at;
+    }
   }
 
-  /** Everything queued. */
-  takeAll() {
-    return this.take(this.length);
+  /** The held-back bytes (the final segment), and nothing held back any more. */
+  rest() {
+    const rest = this.#stage ? this.#stage.subarray(0, this.#fill) : new Uint8Array(0);
+    this.#stage = null;
+    this.#fill = 0;
+    return rest;
   }
 
-  /** Copies queued bytes that still point into a caller's buffer. */
-  keep() {
-    if (this.#owned.every(Boolean)) return;
-    const single = this.#parts.length === 1;
-    const all = this.takeAll(); // a fresh copy unless it was a single part
-    this.push(single ? all.slice() : all, true);
+  /** Gives a unit back to the pool once nothing reads it any more (views are ignored). */
+  release(bytes) {
+    if (this.#pooled.has(bytes) && this.#free.length < this.#poolSize) this.#free.push(bytes);
+  }
+
+  #allocate() {
+    const buffer = this.#free.pop() ?? new Uint8Array(this.#unit);
+    this.#pooled.add(buffer);
+    return buffer;
+  }
+}
+
+/**
+ * Collects emitted chunks into one Uint8Array. Once the final size is known
+ * (`expect`), the output is allocated once and each chunk is copied in as it
+ * arrives, while later segments are still being encrypted; before that, or
+ * if the size turns out wrong, chunks are kept and joined at the end.
+ */
+export class Collector {
+  #parts = [];
+  #out = null;
+  #at = 0;
+
+  add = (bytes) => {
+    if (this.#out !== null && this.#at + bytes.length <= this.#out.length) {
+      this.#out.set(bytes, this.#at);
+      this.#at += bytes.length;
+      return;
+    }
+    if (this.#out !== null) {
+      this.#parts.push(this.#out.subarray(0, this.#at));
+      this.#out = null;
+    }
+    this.#parts.push(bytes);
+  };
+
+  expect(size) {
+    if (this.#out !== null || !(size > 0)) return;
+    const parts = this.#parts;
+    this.#parts = [];
+    this.#out = new Uint8Array(size);
+    for (const part of parts) this.add(part);
+  }
+
+  result() {
+    if (this.#out === null) return concat(this.#parts);
+    return this.#at === this.#out.length ? this.#out : this.#out.subarray(0, this.#at);
   }
 }

@@ -4,11 +4,17 @@
 // file only runs AES-256-GCM on the segments with crypto.subtle, a few at a
 // time, and keeps them in order.
 import { WebOpener, WebSealer } from '../wasm/coffer_wasm.js';
-import { ByteQueue } from './bytes.js';
+import { SegmentCutter } from './bytes.js';
 import { adopt, call, invalid } from './errors.js';
 
-/** Segments in flight at once: enough to keep WebCrypto's worker threads busy, few enough to bound memory. */
-const IN_FLIGHT = 4;
+/**
+ * Segments in flight at once. Two keep WebCrypto's worker threads busy on
+ * the 2-core machines measured in BENCHMARKS.md while bounding memory: more
+ * in flight means more live buffers and more garbage between collections.
+ */
+const IN_FLIGHT = 2;
+/** Staging buffers kept for reuse. */
+const POOL = IN_FLIGHT + 2;
 
 function finished() {
   return invalid('this object has already finished or failed');
@@ -67,9 +73,8 @@ class Pipeline {
 export class WebCryptoSealer {
   #raw;
   #key;
-  #queue = new ByteQueue();
+  #cutter;
   #pipeline;
-  #unit;
 
   constructor(emit) {
     this.#pipeline = new Pipeline(emit);
@@ -81,7 +86,7 @@ export class WebCryptoSealer {
     const raw = call(() => new WebSealer(passphrase, recipients, optionsJson));
     try {
       emit(raw.header());
-      sealer.#unit = raw.segmentSize;
+      sealer.#cutter = new SegmentCutter(raw.segmentSize, POOL);
       sealer.#key = await importKey(raw.takeKey(), 'encrypt');
     } catch (e) {
       raw.free();
@@ -91,23 +96,27 @@ export class WebCryptoSealer {
     return sealer;
   }
 
+  /** Bytes of the sealed file for `plaintext` bytes. */
+  sealedLength(plaintext) {
+    return this.#raw.sealedLength(plaintext);
+  }
+
   #encrypt(nonce, plaintext) {
-    return globalThis.crypto.subtle
-      .encrypt({ name: 'AES-GCM', iv: nonce }, this.#key, plaintext)
-      .then((ct) => new Uint8Array(ct));
+    const done = globalThis.crypto.subtle.encrypt({ name: 'AES-GCM', iv: nonce }, this.#key, plaintext);
+    // encrypt() has copied its input: the staging buffer is free again.
+    this.#cutter.release(plaintext);
+    return done.then((ct) => new Uint8Array(ct));
   }
 
   /** Adds plaintext; resolves once no more than a few segments are in flight. */
   async push(data) {
     const raw = this.#raw;
     if (!raw) throw finished();
-    this.#queue.push(data);
     try {
-      for (let n = raw.ready(this.#queue.length); n > 0; n--) {
-        this.#pipeline.add(this.#encrypt(call(() => raw.nextNonce(false)), this.#queue.take(this.#unit)));
+      for (const plaintext of this.#cutter.cut(data, raw.ready(this.#cutter.buffered + data.length))) {
+        this.#pipeline.add(this.#encrypt(call(() => raw.nextNonce(false)), plaintext));
         await this.#pipeline.drain(IN_FLIGHT);
       }
-      this.#queue.keep();
     } catch (e) {
       this.#fail();
       throw adopt(e);
@@ -119,7 +128,7 @@ export class WebCryptoSealer {
     const raw = this.#raw;
     if (!raw) throw finished();
     try {
-      this.#pipeline.add(this.#encrypt(call(() => raw.nextNonce(true)), this.#queue.takeAll()));
+      this.#pipeline.add(this.#encrypt(call(() => raw.nextNonce(true)), this.#cutter.rest()));
       await this.#pipeline.drain(0);
     } catch (e) {
       throw adopt(e);
@@ -148,9 +157,8 @@ export class WebCryptoSealer {
 export class WebCryptoOpener {
   #raw;
   #key;
-  #queue = new ByteQueue();
+  #cutter;
   #pipeline;
-  #unit = 0;
 
   constructor(emit, passphrase, identity) {
     this.#pipeline = new Pipeline(emit);
@@ -159,15 +167,38 @@ export class WebCryptoOpener {
 
   #decrypt(nonce, ciphertext) {
     const raw = this.#raw;
+    const cutter = this.#cutter;
+    // The ciphertext is kept until the operation settles, to explain a failure.
     return globalThis.crypto.subtle.decrypt({ name: 'AES-GCM', iv: nonce }, this.#key, ciphertext).then(
-      (pt) => new Uint8Array(pt),
+      (pt) => {
+        cutter.release(ciphertext);
+        return new Uint8Array(pt);
+      },
       () => {
         throw adopt(raw.failure(nonce, ciphertext));
       },
     );
   }
 
-  /** Feeds the header to Rust; returns the rest of `data` once it is read. */
+  /**
+   * Feeds the header to Rust; returns the rest of `data` once the header is
+   * read (or an empty array when `data` ends inside it).
+   */
+  async header(data) {
+    if (!this.#raw) throw finished();
+    try {
+      return await this.#header(data);
+    } catch (e) {
+      this.#fail();
+      throw adopt(e);
+    }
+  }
+
+  /** Plaintext bytes in a well-formed sealed file of `sealed` bytes (once the header is read). */
+  plaintextLength(sealed) {
+    return this.#raw?.plaintextLength(sealed) ?? 0;
+  }
+
   async #header(data) {
     const raw = this.#raw;
     while (data.length > 0) {
@@ -175,7 +206,7 @@ export class WebCryptoOpener {
       const done = call(() => raw.pushHeader(data.subarray(0, n)));
       data = data.subarray(n);
       if (done) {
-        this.#unit = raw.unitSize;
+        this.#cutter = new SegmentCutter(raw.unitSize, POOL);
         this.#key = await importKey(call(() => raw.takeKey()), 'decrypt');
         return data;
       }
@@ -191,15 +222,11 @@ export class WebCryptoOpener {
         data = await this.#header(data);
         if (this.#key === undefined) return;
       }
-      this.#queue.push(data);
       const raw = this.#raw;
-      for (let n = raw.ready(this.#queue.length); n > 0; n--) {
-        // A ciphertext segment may hold a view into `data`: WebCrypto copies it on call.
-        const ciphertext = this.#queue.take(this.#unit);
+      for (const ciphertext of this.#cutter.cut(data, raw.ready(this.#cutter.buffered + data.length))) {
         this.#pipeline.add(this.#decrypt(call(() => raw.nextNonce(false)), ciphertext));
         await this.#pipeline.drain(IN_FLIGHT);
       }
-      this.#queue.keep();
     } catch (e) {
       this.#fail();
       throw adopt(e);
@@ -212,7 +239,7 @@ export class WebCryptoOpener {
     if (!raw) throw finished();
     try {
       if (this.#key === undefined) throw raw.endInHeader();
-      const rest = this.#queue.takeAll();
+      const rest = this.#cutter.rest();
       call(() => raw.checkFinal(rest.length));
       const nonce = call(() => raw.nextNonce(true));
       // The final segment is checked before it is emitted.

@@ -4,13 +4,13 @@
 //! documents: [...] } }, history }` with documents as an *array*. The JS
 //! layer sends each document as one line of NDJSON (`JSON.stringify`), and
 //! this module treats the lines exactly as `coffer bundle` treats a
-//! `NAME.ndjson` file (see `crate::dir`): id from
-//! [`document_id`], canonical bytes, sorted by id, identical duplicates
+//! `NAME.ndjson` file (see `crate::dir`): id and canonical bytes from
+//! [`canonical::document`], stored in id order, identical duplicates
 //! merged, conflicting ones refused. The same snapshot therefore gives the
 //! same bytes here and in the CLI.
 
-use std::collections::BTreeMap;
-use std::io::Cursor;
+use std::collections::btree_map::{BTreeMap, Entry};
+use std::io::{Cursor, Read, Take};
 
 use serde_json::{json, Map, Value};
 use wasm_bindgen::prelude::*;
@@ -22,10 +22,10 @@ use crate::error::{Error, Result};
 use crate::seal::{self, OpenLimits};
 use crate::snapshot::{document_id, validate_collection_name, History};
 
-/// One collection being built: its config and its (id, canonical JSON) documents.
+/// One collection being built: its config and its documents (id → canonical JSON).
 struct Pending {
     config: Map<String, Value>,
-    documents: Vec<(String, Vec<u8>)>,
+    documents: BTreeMap<String, Vec<u8>>,
 }
 
 /// Collects a snapshot piece by piece, then writes the bundle.
@@ -64,7 +64,7 @@ impl BundleBuilder {
             Value::Null => Map::new(),
             _ => return Err(Error::InvalidInput(format!("collection {name:?}: config must be a JSON object")).into()),
         };
-        self.collections.insert(name.to_string(), Pending { config, documents: Vec::new() });
+        self.collections.insert(name.to_string(), Pending { config, documents: BTreeMap::new() });
         self.current = Some(name.to_string());
         Ok(())
     }
@@ -74,13 +74,26 @@ impl BundleBuilder {
         let Some(pending) = self.current.as_ref().and_then(|name| self.collections.get_mut(name)) else {
             return Err(Error::InvalidInput("documents must follow a collection".into()).into());
         };
-        for line in ndjson.split('\n') {
-            if line.bytes().all(|b| b.is_ascii_whitespace()) {
+        // Lines as `coffer bundle` reads a NAME.ndjson file; the id and the
+        // canonical bytes come from the same function it uses, and the same
+        // rule applies: identical duplicates merge, different ones with one
+        // id are refused. (A map rather than the CLI's sort: one less sort
+        // instantiation in the wasm.)
+        for line in ndjson.as_bytes().split(|&b| b == b'\n') {
+            if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let value = canonical::parse(line.as_bytes())?;
-            let id = document_id(&value)?;
-            pending.documents.push((id, canonical::to_vec(&value)?));
+            let (id, json) = canonical::document(line)?;
+            match pending.documents.entry(id) {
+                Entry::Vacant(slot) => {
+                    slot.insert(json);
+                }
+                Entry::Occupied(existing) if *existing.get() == json => {}
+                Entry::Occupied(existing) => {
+                    let name = self.current.as_deref().unwrap_or_default();
+                    return Err(Error::InvalidInput(format!("collection {name:?}: two different documents have the id {:?}", existing.key())).into());
+                }
+            }
         }
         Ok(())
     }
@@ -96,17 +109,10 @@ impl BundleBuilder {
 
 fn build(collections: BTreeMap<String, Pending>, schema_json: &str, history_json: &str) -> Result<Vec<u8>> {
     let schema = canonical::parse(schema_json.as_bytes())?;
-    let history: History = serde_json::from_str(history_json).map_err(|e| Error::InvalidInput(format!("malformed history: {e}")))?;
+    let history: History = serde_json::from_slice(history_json.as_bytes()).map_err(|e| Error::InvalidInput(format!("malformed history: {e}")))?;
     let commits = history.canonical_order()?;
     let mut writer = BundleWriter::new(Vec::new(), &schema, WriteOptions { threads: 1 })?;
-    for (name, Pending { config, mut documents }) in collections {
-        // The same rule as `coffer bundle` (crate::dir): sort by id, merge
-        // identical duplicates, refuse two different documents with one id.
-        documents.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()).then_with(|| a.1.cmp(&b.1)));
-        documents.dedup();
-        if let Some(w) = documents.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(Error::InvalidInput(format!("collection {name:?}: two different documents have the id {:?}", w[0].0)));
-        }
+    for (name, Pending { config, documents }) in collections {
         writer.begin_collection(&name, &config)?;
         for (id, json) in &documents {
             writer.add_canonical_document(id, json)?;
@@ -155,8 +161,15 @@ pub fn unbundle(bytes: &[u8]) -> JsResult<String> {
     Ok(unbundle_text(bytes)?)
 }
 
+/// A reader over a whole bundle in memory. Every entry point reads through
+/// the same `BundleReader<Take<Cursor<&[u8]>>>` as [`bundle::read_collection`]
+/// gives, so the wasm holds one copy of the reader's code, not two.
+fn reader(bytes: &[u8]) -> Result<BundleReader<Take<Cursor<&[u8]>>>> {
+    BundleReader::new(Cursor::new(bytes).take(u64::MAX), ReadLimits::default())
+}
+
 fn unbundle_text(bytes: &[u8]) -> Result<String> {
-    let mut reader = BundleReader::new(bytes, ReadLimits::default())?;
+    let mut reader = reader(bytes)?;
     let mut out = Vec::with_capacity(bytes.len() * 4);
     out.extend_from_slice(b"{\"collections\":{");
     let mut schema = Value::Null;
@@ -277,79 +290,24 @@ pub(crate) fn verify_bundle(bytes: &[u8]) -> Result<Toc> {
     if seal::is_sealed(bytes) {
         return Err(Error::NotABundle("this is a sealed file: open it first".into()));
     }
-    BundleReader::new(bytes, ReadLimits::default())?.read_to_end()
+    reader(bytes)?.read_to_end()
 }
 
-/// What a file is, without any key, as JSON text (camelCase). A sealed file
-/// needs only its header; a plain bundle needs all of its bytes (its table of
-/// contents is at the end and is not checked against the content here).
+/// What a file is, without any key, as JSON text: exactly what
+/// `coffer inspect --json` prints (the JS layer renames the fields to
+/// camelCase). A sealed file needs only its header; a plain bundle needs all
+/// of its bytes (its table of contents is at the end and is not checked
+/// against the content here).
 #[wasm_bindgen]
 pub fn inspect(bytes: &[u8]) -> JsResult<String> {
-    Ok(json_text(&inspect_value(bytes)?))
-}
-
-fn inspect_value(bytes: &[u8]) -> Result<Value> {
-    if bytes.starts_with(&bundle::MAGIC) {
+    let value = if bytes.starts_with(&bundle::MAGIC) {
         let toc = bundle::read_toc(&mut Cursor::new(bytes))?;
-        return Ok(json!({
-            "format": "coffer-bundle",
-            "version": bundle::VERSION,
-            "bytes": bytes.len(),
-            "toc": toc_value(&toc),
-        }));
-    }
-    let info = seal::inspect(bytes, &OpenLimits::default())?;
-    Ok(header_value(&info))
-}
-
-/// A sealed header as JS sees it (camelCase).
-pub(crate) fn header_value(info: &seal::HeaderInfo) -> Value {
-    let recipients: Vec<Value> = info
-        .recipients
-        .iter()
-        .map(|r| match r {
-            seal::RecipientInfo::Passphrase { kdf } => json!({
-                "kind": "passphrase",
-                "kdf": {"algorithm": "argon2id", "memoryKib": kdf.memory_kib, "iterations": kdf.iterations, "parallelism": kdf.parallelism},
-            }),
-            seal::RecipientInfo::X25519 => json!({"kind": "x25519"}),
-        })
-        .collect();
-    json!({
-        "format": info.format,
-        "version": info.version,
-        "headerLen": info.header_len,
-        "segmentSize": info.segment_size,
-        "recipients": recipients,
-        "metadata": info.metadata,
-    })
-}
-
-/// A table of contents as JS sees it (camelCase).
-pub(crate) fn toc_value(toc: &Toc) -> Value {
-    let collections: Vec<Value> = toc
-        .collections
-        .iter()
-        .map(|c| {
-            json!({
-                "name": c.name,
-                "documents": c.documents,
-                "rawBytes": c.raw_bytes,
-                "storedBytes": c.stored_bytes,
-                "offset": c.offset,
-                "hash": c.hash,
-            })
-        })
-        .collect();
-    json!({
-        "digest": toc.digest,
-        "rawBytes": toc.raw_bytes,
-        "storedBytes": toc.stored_bytes,
-        "collections": collections,
-        "commits": toc.commits,
-        "branches": toc.branches,
-        "historyOffset": toc.history_offset,
-    })
+        json!({"format": "coffer-bundle", "version": bundle::VERSION, "bytes": bytes.len(), "toc": toc})
+    } else {
+        let info = seal::inspect(bytes, &OpenLimits::default())?;
+        serde_json::to_value(info).map_err(|e| Error::corrupt(format!("cannot write JSON: {e}")))?
+    };
+    Ok(json_text(&value))
 }
 
 /// What `bytes` starts like: `"sealed"`, `"bundle"` or `"unknown"`.

@@ -55,7 +55,7 @@ struct JsKdf {
 }
 
 pub(crate) fn seal_options(json: &str) -> Result<SealOptions> {
-    let options: JsSealOptions = serde_json::from_str(json).map_err(|e| Error::InvalidInput(format!("seal options: {e}")))?;
+    let options: JsSealOptions = serde_json::from_slice(json.as_bytes()).map_err(|e| Error::InvalidInput(format!("seal options: {e}")))?;
     let segment_log2 = match options.segment_size {
         None => DEFAULT_SEGMENT_LOG2,
         Some(size) if size.is_power_of_two() => size.trailing_zeros() as u8,

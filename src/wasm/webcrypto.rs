@@ -35,6 +35,20 @@ struct Framing {
     finished: bool,
 }
 
+/// Bytes of a sealed file with `plaintext` bytes: the header, then one
+/// segment per `segment` bytes (at least one, the last possibly short), each
+/// with its tag.
+fn sealed_len(header: u64, segment: u64, plaintext: u64) -> u64 {
+    header + plaintext + TAG_LEN as u64 * plaintext.div_ceil(segment).max(1)
+}
+
+/// The inverse for a well-formed file of `sealed` bytes (for damaged ones
+/// the result is meaningless, and opening fails anyway).
+fn plaintext_len(header: u64, segment: u64, sealed: u64) -> u64 {
+    let body = sealed.saturating_sub(header);
+    body.saturating_sub(TAG_LEN as u64 * body.div_ceil(segment + TAG_LEN as u64).max(1))
+}
+
 impl Framing {
     fn new(unit: usize) -> Self {
         Self { unit, counter: 0, finished: false }
@@ -131,6 +145,13 @@ impl WebSealer {
     /// Whole non-final segments that can be sealed with `buffered` plaintext bytes waiting.
     pub fn ready(&self, buffered: f64) -> u32 {
         self.framing.ready(buffered)
+    }
+
+    /// Bytes of the sealed file for `plaintext` bytes (header included), so
+    /// a one-shot caller can allocate the output once.
+    #[wasm_bindgen(js_name = sealedLength)]
+    pub fn sealed_length(&self, plaintext: f64) -> f64 {
+        sealed_len(self.enc.info().header_len as u64, self.framing.unit as u64, plaintext as u64) as f64
     }
 
     /// The nonce of the next segment.
@@ -240,6 +261,16 @@ impl WebOpener {
         self.framing.as_ref().map_or(0, |f| f.ready(buffered))
     }
 
+    /// Plaintext bytes in a well-formed sealed file of `sealed` bytes (0
+    /// before the header), so a one-shot caller can allocate the output once.
+    #[wasm_bindgen(js_name = plaintextLength)]
+    pub fn plaintext_length(&self, sealed: f64) -> f64 {
+        match self.dec.as_ref().and_then(Decryptor::info) {
+            Some(info) => plaintext_len(info.header_len as u64, self.segment as u64, sealed as u64) as f64,
+            None => 0.0,
+        }
+    }
+
     /// The nonce of the next segment.
     #[wasm_bindgen(js_name = nextNonce)]
     pub fn next_nonce(&mut self, last: bool) -> JsResult<Vec<u8>> {
@@ -328,5 +359,16 @@ mod tests {
         assert_eq!(f.ready(100.0), 0);
         assert_eq!(parse_nonce(&segment_nonce(7, true)).unwrap(), (7, true));
         assert!(parse_nonce(&[1; 12]).is_err());
+    }
+
+    #[test]
+    fn lengths_follow_the_segment_layout() {
+        for n in [0u64, 1, 15, 16, 17, 32, 33, 100] {
+            let sealed = sealed_len(10, 16, n);
+            let segments = if n == 0 { 1 } else { n.div_ceil(16) };
+            assert_eq!(sealed, 10 + n + 16 * segments, "{n}");
+            assert_eq!(plaintext_len(10, 16, sealed), n, "{n}");
+        }
+        assert_eq!(plaintext_len(10, 16, 5), 0);
     }
 }
