@@ -294,3 +294,31 @@ async fn periodic_backups_run_by_themselves() {
     assert_eq!(rec["databases"], json!(["acme/p"]));
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_restore_leaves_the_target_as_it_was() {
+    let s = TestServer::start().await;
+    create_db(&s, "acme", "t").await;
+    let docs: Vec<Value> = (0..3000).map(|i| json!({"id": format!("d{i:05}"), "v": format!("{:x}", (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))})).collect();
+    insert(&s, "acme", "t", "c", Value::Array(docs)).await;
+    backup(&s, json!({"id": "b", "databases": ["acme/t"], "encryption": "none"})).await;
+    s.call(s.req(Method::DELETE, "/api/v1/databases/acme/t/collections/c/documents/d00001"), StatusCode::OK).await;
+    let before_docs = all_documents(&s, "acme", "t", "c").await;
+    let before_commits = commit_ids(&s, "acme/t").await;
+    // Damage the stored file in its document blocks.
+    let path = s.dir.path().join("backups").join("b").join("acme.t.coffer");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x55;
+    std::fs::write(&path, bytes).unwrap();
+    let r = s.call(s.req(Method::POST, "/api/v1/backups/b/restore").json(&json!({"overwrite": true})), StatusCode::ACCEPTED).await;
+    let r = s.wait(&format!("/api/v1/restores/{}", r["id"].as_str().unwrap())).await;
+    assert_eq!(r["status"], "error", "{r}");
+    assert!(r["error"].as_str().unwrap().starts_with("CORRUPT") || r["error"].as_str().unwrap().starts_with("TRUNCATED"), "{r}");
+    assert_eq!(r["records"], 0);
+    assert_eq!(all_documents(&s, "acme", "t", "c").await, before_docs);
+    assert_eq!(commit_ids(&s, "acme/t").await, before_commits);
+    let v = s.call(s.req(Method::POST, "/api/v1/backups/b/verify"), StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(v["code"], "CORRUPT");
+    s.stop().await;
+}

@@ -152,7 +152,43 @@ pub struct RestoreCounts {
 /// Into a database with history, the backup's commits are added and a
 /// restore commit on `main` (parents: the old head and the backup's head)
 /// records the collections it replaced.
-pub fn restore_bundle<R: Read>(store: &Store, mut reader: BundleReader<R>, options: &RestoreOptions, seen: &AtomicU64) -> ApiResult<RestoreCounts> {
+pub fn restore_bundle<R: Read>(store: &Store, reader: BundleReader<R>, options: &RestoreOptions, seen: &AtomicU64) -> ApiResult<RestoreCounts> {
+    // Two threads: this one decrypts, decompresses and checks the bundle,
+    // the other writes SQLite. The write transaction commits only after the
+    // reader has seen the verified end of the bundle (`Msg::End`).
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Msg>(RESTORE_QUEUE);
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || apply_items(store, receiver, options, seen));
+        let mut reader = reader;
+        let read = (|| -> ApiResult<()> {
+            while let Some(item) = reader.next_item()? {
+                if sender.send(Msg::Item(item)).is_err() {
+                    return Ok(()); // the writer stopped: it reports why
+                }
+            }
+            let _ = sender.send(Msg::End);
+            Ok(())
+        })();
+        if let Err(e) = read {
+            let _ = sender.send(Msg::Failed(e));
+        }
+        drop(sender);
+        writer.join().map_err(|_| ApiError::internal("the restore writer panicked"))?
+    })
+}
+
+/// Items in flight between the bundle reader and the SQLite writer.
+const RESTORE_QUEUE: usize = 1024;
+
+enum Msg {
+    Item(Item),
+    /// The bundle ended and verified.
+    End,
+    /// The bundle failed to read or verify.
+    Failed(ApiError),
+}
+
+fn apply_items(store: &Store, items: std::sync::mpsc::Receiver<Msg>, options: &RestoreOptions, seen: &AtomicU64) -> ApiResult<RestoreCounts> {
     store.write(|tx| {
         let db = match tx.query_row("SELECT id FROM databases WHERE org = ?1 AND name = ?2", [&options.org, &options.db], |r| r.get::<_, i64>(0)).optional()? {
             Some(id) => id,
@@ -168,7 +204,16 @@ pub fn restore_bundle<R: Read>(store: &Store, mut reader: BundleReader<R>, optio
         let filtering = options.filter.include.is_some() || options.filter.exclude.is_some();
         let mut configure = Vec::new();
         let mut insert = tx.prepare_cached("INSERT INTO documents (db, branch, collection, id, body) VALUES (?1, ?2, ?3, ?4, ?5)")?;
-        while let Some(item) = reader.next_item()? {
+        let mut ended = false;
+        for msg in items.iter() {
+            let item = match msg {
+                Msg::Item(item) => item,
+                Msg::End => {
+                    ended = true;
+                    break;
+                }
+                Msg::Failed(e) => return Err(e),
+            };
             match item {
                 Item::Schema(s) => schema = s,
                 Item::Collection { name, config } => {
@@ -212,6 +257,9 @@ pub fn restore_bundle<R: Read>(store: &Store, mut reader: BundleReader<R>, optio
             }
         }
         drop(insert);
+        if !ended {
+            return Err(ApiError::internal("the bundle reader stopped before the end"));
+        }
         // The whole bundle has been read and checked: set the heads.
         let backup_main = branches.get(MAIN).cloned();
         if fresh {

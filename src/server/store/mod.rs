@@ -23,6 +23,9 @@ use super::error::{ApiError, ApiResult};
 
 /// Most reader connections kept open.
 const MAX_IDLE_READERS: usize = 8;
+/// SQLite page size of a new store: large pages keep kilobyte documents
+/// out of overflow chains.
+const PAGE_SIZE: i64 = 16384;
 /// How long a connection waits for a lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -83,14 +86,16 @@ CREATE TABLE IF NOT EXISTS collections (
   config TEXT NOT NULL,
   PRIMARY KEY (db, branch, name)
 ) WITHOUT ROWID;
+-- A rowid table: documents are often kilobytes, too large for WITHOUT ROWID.
 CREATE TABLE IF NOT EXISTS documents (
+  rowid INTEGER PRIMARY KEY,
   db INTEGER NOT NULL,
   branch TEXT NOT NULL,
   collection TEXT NOT NULL,
   id TEXT NOT NULL,
   body TEXT NOT NULL,
-  PRIMARY KEY (db, branch, collection, id)
-) WITHOUT ROWID;
+  UNIQUE (db, branch, collection, id)
+);
 CREATE TABLE IF NOT EXISTS backups (
   id TEXT PRIMARY KEY,
   seq INTEGER NOT NULL,
@@ -123,6 +128,8 @@ impl std::fmt::Debug for Store {
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Only takes effect when the file is created (before WAL is on).
+    conn.pragma_update(None, "page_size", PAGE_SIZE)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
