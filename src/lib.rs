@@ -9,6 +9,7 @@ pub mod bundle;
 pub mod canonical;
 pub mod dir;
 pub mod error;
+mod io_util;
 pub mod seal;
 #[cfg(feature = "server")]
 pub mod server;

@@ -12,6 +12,7 @@ use super::{
 };
 use crate::canonical;
 use crate::error::{from_read, Error, Result};
+use crate::io_util::read_full;
 use crate::snapshot::{validate_collection_name, validate_id, Commit, MAX_ID_LEN};
 
 /// Bounds a reader enforces on top of the format's own.
@@ -430,20 +431,6 @@ fn take_record<'a>(buf: &'a [u8], pos: &mut usize, max: usize) -> Result<&'a [u8
     let record = &buf[*pos..*pos + len];
     *pos += len;
     Ok(record)
-}
-
-/// Reads until `buf` is full or the input ends; returns the bytes read.
-fn read_full<R: Read>(input: &mut R, buf: &mut [u8]) -> Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match input.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(crate::error::into_error(e)),
-        }
-    }
-    Ok(filled)
 }
 
 fn read_header<R: Read>(input: &mut R, header: &mut [u8; HEADER_LEN]) -> Result<()> {

@@ -12,6 +12,7 @@ use super::header::{Header, Stanza, NONCE_LEN, PREFIX_LEN};
 use super::keys::{self, FileKey, SALT_LEN};
 use super::{HeaderInfo, Key, OpenLimits, OsRandom, RandomSource, Recipient, SealOptions, TAG_LEN};
 use crate::error::{Error, Result};
+use crate::io_util::read_full;
 
 /// Segments handed to worker threads at once (native builds).
 const BATCH_SEGMENTS: usize = 8;
@@ -549,7 +550,7 @@ impl<R: Read> OpenReader<R> {
         // Drive the header through now, so a wrong key fails here, before any output.
         while reader.dec.as_ref().is_some_and(|d| d.info().is_none()) {
             let need = reader.dec.as_ref().map_or(0, Decryptor::header_bytes_needed);
-            let n = read_some(&mut reader.input, &mut reader.chunk[..need.clamp(1, 1 << 20)])?;
+            let n = read_full(&mut reader.input, &mut reader.chunk[..need.clamp(1, 1 << 20)])?;
             let Some(dec) = reader.dec.as_mut() else { break };
             if n == 0 {
                 let dec = reader.dec.take();
@@ -569,7 +570,7 @@ impl<R: Read> OpenReader<R> {
     fn fill(&mut self) -> Result<()> {
         while self.pos >= self.out.len() {
             let Some(dec) = self.dec.as_mut() else { return Ok(()) };
-            let n = read_some(&mut self.input, &mut self.chunk)?;
+            let n = read_full(&mut self.input, &mut self.chunk)?;
             self.pos = 0;
             if n == 0 {
                 let dec = self.dec.take().ok_or_else(|| Error::invalid("finished"))?;
@@ -580,19 +581,6 @@ impl<R: Read> OpenReader<R> {
         }
         Ok(())
     }
-}
-
-fn read_some<R: Read>(input: &mut R, buf: &mut [u8]) -> Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match input.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(crate::error::into_error(e)),
-        }
-    }
-    Ok(filled)
 }
 
 impl<R: Read> Read for OpenReader<R> {
@@ -630,10 +618,10 @@ impl<R: Read + io::Seek> SeekReader<R> {
     pub fn new(mut input: R, keys: &[Key], limits: &OpenLimits) -> Result<Self> {
         input.seek(io::SeekFrom::Start(0))?;
         let mut header = vec![0u8; PREFIX_LEN];
-        let n = read_some(&mut input, &mut header)?;
+        let n = read_full(&mut input, &mut header)?;
         let total = Header::total_len(&header[..n])?;
         header.resize(total, 0);
-        if read_some(&mut input, &mut header[PREFIX_LEN..])? != total - PREFIX_LEN {
+        if read_full(&mut input, &mut header[PREFIX_LEN..])? != total - PREFIX_LEN {
             return Err(Error::truncated("input ends inside the sealed header"));
         }
         let parsed = Header::parse(&header, limits)?;
@@ -698,7 +686,7 @@ impl<R: Read + io::Seek> SeekReader<R> {
         let mut buf = self.cached.take().map(|(_, b)| b).unwrap_or_default();
         buf.resize(size as usize, 0);
         self.input.seek(io::SeekFrom::Start(self.header_len + index * unit))?;
-        if read_some(&mut self.input, &mut buf)? != buf.len() {
+        if read_full(&mut self.input, &mut buf)? != buf.len() {
             return Err(Error::truncated("the file became shorter while being read"));
         }
         let counter = u32::try_from(index).map_err(|_| Error::limit("too many segments"))?;
