@@ -109,6 +109,9 @@ async fn bad_input_is_refused_with_the_right_status() {
     assert_eq!(body["code"], "INVALID_INPUT");
     let body = s.call(s.req(Method::POST, "/api/v1/backups").json(&json!({"id": "../x", "databases": ["acme/db"], "encryption": "none"})), StatusCode::BAD_REQUEST).await;
     assert_eq!(body["code"], "INVALID_INPUT");
+    let body = s.call(s.req(Method::POST, "/api/v1/backups").json(&json!({"id": "tmp", "databases": ["acme/db"], "encryption": "none"})), StatusCode::BAD_REQUEST).await;
+    assert_eq!(body["code"], "INVALID_INPUT", "the backend's temporary prefix is not an id");
+    s.call(s.req(Method::POST, "/api/v1/backups/import?database=acme/db&id=tmp").body("x"), StatusCode::BAD_REQUEST).await;
     // Unknown things.
     s.call(s.req(Method::GET, "/api/v1/databases/acme/nope"), StatusCode::NOT_FOUND).await;
     s.call(s.req(Method::GET, "/api/v1/nothing-here"), StatusCode::NOT_FOUND).await;

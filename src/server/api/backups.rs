@@ -31,6 +31,16 @@ fn creator(p: &Principal) -> Creator {
     Creator { user_id: p.user.id, name: p.user.name.clone(), email: p.user.email.clone(), org: p.org.clone() }
 }
 
+/// A user-given backup id: `[a-z0-9_-]{1,128}`, and not the backend's
+/// temporary prefix.
+fn check_backup_id(id: &str) -> ApiResult<()> {
+    validate_slug("backup id", id)?;
+    if id == crate::server::backup::backend::TMP {
+        return Err(ApiError::invalid(format!("backup id {id:?} is reserved")));
+    }
+    Ok(())
+}
+
 fn split_database(s: &str) -> ApiResult<(String, String)> {
     let (org, db) = s.split_once('/').ok_or_else(|| ApiError::invalid(format!("database {s:?} must be written org/db")))?;
     validate_slug("organization", org)?;
@@ -73,7 +83,7 @@ pub struct CreateBackup {
 pub async fn create(State(s): State<AppState>, Auth(p): Auth, ApiJson(body): ApiJson<CreateBackup>) -> ApiResult<impl IntoResponse> {
     let id = match &body.id {
         Some(id) => {
-            validate_slug("backup id", id)?;
+            check_backup_id(id)?;
             id.clone()
         }
         None => new_ksuid(),
@@ -418,7 +428,7 @@ pub async fn import(State(s): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQu
     p.require(&org, Role::Operator)?;
     let id = match q.id {
         Some(id) => {
-            validate_slug("backup id", &id)?;
+            check_backup_id(&id)?;
             id
         }
         None => new_ksuid(),
