@@ -151,8 +151,8 @@ async fn full_cycle_backup_download_restore() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_continue_during_a_backup_which_is_one_commit() {
-    // About 2 s of backup at 100 kB/s.
-    let s = TestServer::start_with(|c| c.backup_rate_limit = 100_000).await;
+    // A slow backup (20 kB/s), so that many writes land while it runs.
+    let s = TestServer::start_with(|c| c.backup_rate_limit = 20_000).await;
     create_db(&s, "acme", "live").await;
     let docs: Vec<Value> = (0..2000).map(|i| json!({"id": format!("d{i:05}"), "text": format!("{i} {}", "lorem ipsum ".repeat(8)), "n": i})).collect();
     for chunk in docs.chunks(500) {
@@ -183,6 +183,7 @@ async fn writes_continue_during_a_backup_which_is_one_commit() {
     }
     assert!(during > 3, "the backup should have been running while we wrote ({during})");
     let bytes = content(&s, &id).await;
+    eprintln!("backup of {} bytes, {during} polls while running, {} writes", bytes.len(), written.len());
     let snap = bundle::from_slice(&bytes).unwrap();
     let head = &snap.history.branches["main"];
     // The writes whose commits are at or before the head are in; none after.

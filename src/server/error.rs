@@ -159,7 +159,12 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(code = self.code, message = %self.message, "request failed");
         }
-        (status, Json(Body { code: self.code, message: &self.message })).into_response()
+        let mut response = (status, Json(Body { code: self.code, message: &self.message })).into_response();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body was not read: the connection cannot be reused.
+            response.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 
