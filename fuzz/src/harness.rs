@@ -13,7 +13,7 @@
 use std::io::Cursor;
 
 use coffer::bundle::{read_collection, read_toc, BundleReader, DocumentRef, Item, ReadLimits, Toc};
-use coffer::seal::{self, DeterministicRandom, Decryptor, Encryptor, Identity, KdfParams, Key, OpenLimits, Recipient, SealOptions};
+use coffer::seal::{self, DeterministicRandom, Decryptor, Encryptor, Identity, KdfParams, Key, OpenLimits, Recipient, SealOptions, SeekReader};
 use coffer::Error;
 
 /// The passphrase every fuzz input is opened with (seeds are sealed with it).
@@ -155,10 +155,33 @@ fn open_pushed(data: &[u8], splits: &[usize], threads: usize) -> Result<Vec<u8>,
     Ok(out)
 }
 
+/// Reads the whole plaintext through `SeekReader` (random access), the
+/// segments in an order derived from the input, then checks `len`.
+fn open_seeking(data: &[u8]) -> Result<Vec<u8>, Error> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut reader = SeekReader::new(Cursor::new(data), &keys(), &open_limits())?;
+    let len = usize::try_from(reader.len()).expect("a plaintext shorter than its file fits in usize");
+    assert!(len <= data.len(), "SeekReader claims {len} bytes of plaintext in a {}-byte file", data.len());
+    let mut out = vec![0u8; len];
+    // Read from a point derived from the input to the end, then the start.
+    let start = split_points(data, len)[0];
+    for (from, to) in [(start, len), (0, start)] {
+        reader.seek(SeekFrom::Start(from as u64)).map_err(coffer::error::into_error)?;
+        reader.read_exact(&mut out[from..to]).map_err(coffer::error::into_error)?;
+    }
+    let mut extra = [0u8; 1];
+    for beyond in [0, 1, 1 << 40] {
+        reader.seek(SeekFrom::End(beyond)).map_err(coffer::error::into_error)?;
+        assert_eq!(reader.read(&mut extra).map_err(coffer::error::into_error)?, 0, "SeekReader reads past its length");
+    }
+    Ok(out)
+}
+
 /// Arbitrary bytes as a sealed file: `seal::inspect`, then the `Decryptor`
 /// (push/finish) with the fixed passphrase and identity, once in one push on
-/// one thread and once in pieces on two; both must agree. Returns the
-/// one-push result.
+/// one thread and once in pieces on two; both must agree. `SeekReader` must
+/// accept exactly the files the `Decryptor` accepts, with the same plaintext.
+/// Returns the one-push result.
 pub fn sealed_header(data: &[u8]) -> Result<Vec<u8>, Error> {
     let inspected = seal::inspect(data, &open_limits());
     let whole = open_pushed(data, &[], 1);
@@ -167,6 +190,12 @@ pub fn sealed_header(data: &[u8]) -> Result<Vec<u8>, Error> {
         (Ok(a), Ok(b)) => assert!(a == b, "one push and several pushes give different plaintext"),
         (Err(a), Err(b)) => assert_eq!(a.code(), b.code(), "one push fails with {a}, several pushes with {b}"),
         (a, b) => panic!("one push gives {:?}, several pushes {:?}", a.as_ref().map(Vec::len), b.as_ref().map(Vec::len)),
+    }
+    match (&whole, open_seeking(data)) {
+        (Ok(a), Ok(b)) => assert!(*a == b, "SeekReader reads other plaintext than the Decryptor"),
+        (Err(_), Err(_)) => {}
+        (Ok(_), Err(e)) => panic!("the Decryptor opens the file, SeekReader fails: {e}"),
+        (Err(e), Ok(b)) => panic!("the Decryptor fails ({e}), SeekReader reads {} bytes", b.len()),
     }
     if whole.is_ok() {
         assert!(inspected.is_ok(), "a file that opens does not inspect: {:?}", inspected.err());
