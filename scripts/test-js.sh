@@ -3,7 +3,7 @@
 # what is missing (wasm32 target, wasm-bindgen CLI, apt: chromium,
 # chromium-driver, clang, lld; npm packages of pkg/, tests/js/,
 # tests/browser/ — never a downloaded browser), builds pkg/ and the native
-# CLI, then runs:
+# CLI (or takes $COFFER_BIN), then runs:
 #   1. wasm-bindgen-test (tests/wasm.rs) in Node,
 #   2. the same suite in headless Chromium,
 #   3. node --test tests/js/*.test.mjs (API, every vector vs the native CLI,
@@ -43,8 +43,13 @@ step "build pkg/ (scripts/build-wasm.sh)"
 bash scripts/build-wasm.sh
 
 step "build the native CLI (interop tests)"
-cargo build --locked --no-default-features --features cli --bin coffer
-export COFFER_BIN="$CARGO_TARGET_DIR/debug/coffer"
+# In the native target dir and with the default features, as scripts/test.sh's
+# `cargo test` builds it: after that this is a no-op. $COFFER_BIN skips it.
+if [ -z "${COFFER_BIN:-}" ]; then
+  native_target="${COFFER_NATIVE_TARGET_DIR:-$root/target}"
+  CARGO_TARGET_DIR="$native_target" cargo build --locked --bin coffer
+  export COFFER_BIN="$native_target/debug/coffer"
+fi
 
 step "npm ci (tests/js, tests/browser)"
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)

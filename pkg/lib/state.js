@@ -8,10 +8,6 @@ export function markReady() {
   ready = true;
 }
 
-export function isReady() {
-  return ready;
-}
-
 export function ensureReady() {
   if (!ready) {
     throw invalid('coffer is not initialized: `await init()` first (browsers), or import the package from Node');
