@@ -42,6 +42,12 @@ pub struct DocumentRef {
 }
 
 impl DocumentRef {
+    /// The document in canonical form. A document that is not valid JSON
+    /// can only come from a damaged bundle: `CORRUPT`.
+    pub fn canonical(&self) -> Result<Vec<u8>> {
+        canonical::canonicalize(&self.json).map_err(|e| Error::corrupt(format!("document {:?}: {e}", self.id)))
+    }
+
     /// Parses the document.
     pub fn value(&self) -> Result<Value> {
         canonical::parse(&self.json).map_err(|e| Error::corrupt(format!("document {:?}: {e}", self.id)))

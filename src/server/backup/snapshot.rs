@@ -237,7 +237,7 @@ fn apply_items(store: &Store, items: std::sync::mpsc::Receiver<Msg>, options: &R
                     if let Some(collection) = &current {
                         // Canonicalize: the store's invariant is canonical bodies, and a
                         // bundle from elsewhere only promises what its digest covers.
-                        let canonical = crate::canonical::canonicalize(&doc.json)?;
+                        let canonical = doc.canonical()?;
                         let body = std::str::from_utf8(&canonical).map_err(|_| ApiError::new("CORRUPT", "document is not UTF-8"))?;
                         insert.execute(params![db, MAIN, collection, doc.id, body])?;
                         counts.records += 1;
