@@ -55,7 +55,11 @@ const MANIFEST: &str = include_str!("vectors/manifest.json");
 const FAST_KDF: &str = r#"{"kdf":{"memoryKib":256,"iterations":1,"parallelism":1},"segmentSize":16384}"#;
 
 fn vector(file: &str) -> &'static [u8] {
-    VECTORS.iter().find(|(name, _)| *name == file).map(|(_, bytes)| *bytes).unwrap_or_else(|| panic!("{file} is in the manifest but not embedded in tests/wasm.rs: add it to VECTORS"))
+    VECTORS
+        .iter()
+        .find(|(name, _)| *name == file)
+        .map(|(_, bytes)| *bytes)
+        .unwrap_or_else(|| panic!("{file} is in the manifest but not embedded in tests/wasm.rs: add it to VECTORS"))
 }
 
 fn cases() -> Vec<Value> {
@@ -350,7 +354,8 @@ fn bundles_round_trip_through_js_shapes() {
     // unbundle → bundle gives the same bytes (a number document keeps its content id).
     let docs_back: Vec<String> = documents.iter().map(Value::to_string).collect();
     let docs_back: Vec<&str> = docs_back.iter().map(String::as_str).collect();
-    let rebuilt = build(&[("docs", r#"{"dim":3}"#, &docs_back), ("zeta", "{}", &[])], &snapshot["schema"].to_string(), &snapshot["history"].to_string()).unwrap();
+    let rebuilt =
+        build(&[("docs", r#"{"dim":3}"#, &docs_back), ("zeta", "{}", &[])], &snapshot["schema"].to_string(), &snapshot["history"].to_string()).unwrap();
     assert_eq!(rebuilt, bytes);
 
     let collection: Value = serde_json::from_str(&wasm::read_collection(&bytes, "docs").unwrap()).unwrap();

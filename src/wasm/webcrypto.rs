@@ -231,7 +231,6 @@ impl WebOpener {
         }
     }
 
-
     /// The 32-byte payload key (once, after the header). Import it and wipe the array.
     #[wasm_bindgen(js_name = takeKey)]
     pub fn take_key(&mut self) -> JsResult<Vec<u8>> {
