@@ -55,16 +55,7 @@ impl Error {
     }
 
     /// Every code, in a fixed order (for documentation and exhaustive tests).
-    pub const CODES: [&'static str; 8] = [
-        "NOT_A_BUNDLE",
-        "UNSUPPORTED_VERSION",
-        "WRONG_KEY",
-        "CORRUPT",
-        "TRUNCATED",
-        "LIMIT_EXCEEDED",
-        "INVALID_INPUT",
-        "IO",
-    ];
+    pub const CODES: [&'static str; 8] = ["NOT_A_BUNDLE", "UNSUPPORTED_VERSION", "WRONG_KEY", "CORRUPT", "TRUNCATED", "LIMIT_EXCEEDED", "INVALID_INPUT", "IO"];
 
     pub(crate) fn corrupt(msg: impl Into<String>) -> Self {
         Error::Corrupt(msg.into())

@@ -116,10 +116,7 @@ pub fn validate_collection_name(name: &str) -> Result<()> {
 /// Checks a document, commit or branch id: 1..=1024 bytes, no control characters.
 pub fn validate_id(kind: &str, id: &str) -> Result<()> {
     if id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(char::is_control) {
-        return Err(Error::invalid(format!(
-            "{kind} id {:?} must be 1..={MAX_ID_LEN} bytes without control characters",
-            truncate_for_message(id)
-        )));
+        return Err(Error::invalid(format!("{kind} id {:?} must be 1..={MAX_ID_LEN} bytes without control characters", truncate_for_message(id))));
     }
     Ok(())
 }
@@ -259,7 +256,14 @@ mod tests {
     use serde_json::json;
 
     fn commit(id: &str, parents: &[&str]) -> Commit {
-        Commit { id: id.into(), parents: parents.iter().map(|p| p.to_string()).collect(), author: "a".into(), message: String::new(), timestamp: 0, changes: vec![] }
+        Commit {
+            id: id.into(),
+            parents: parents.iter().map(|p| p.to_string()).collect(),
+            author: "a".into(),
+            message: String::new(),
+            timestamp: 0,
+            changes: vec![],
+        }
     }
 
     #[test]

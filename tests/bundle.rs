@@ -8,7 +8,14 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 fn commit(id: &str, parents: &[&str], changes: Vec<Change>) -> Commit {
-    Commit { id: id.into(), parents: parents.iter().map(|p| p.to_string()).collect(), author: "ada".into(), message: format!("commit {id}"), timestamp: 1_700_000_000_000, changes }
+    Commit {
+        id: id.into(),
+        parents: parents.iter().map(|p| p.to_string()).collect(),
+        author: "ada".into(),
+        message: format!("commit {id}"),
+        timestamp: 1_700_000_000_000,
+        changes,
+    }
 }
 
 /// The canonical bytes of anything serializable (floats like -3.0 come back as -3).
@@ -21,14 +28,21 @@ fn sample(docs_per_collection: usize) -> Snapshot {
     for (name, dim) in [("docs", 0), ("vectors", 4)] {
         let mut c = Collection { config: json!({"dimension": dim, "metric": "cosine"}).as_object().unwrap().clone(), ..Default::default() };
         for i in 0..docs_per_collection {
-            c.documents.insert(format!("{name}-{i:06}"), json!({"id": format!("{name}-{i:06}"), "n": i, "text": format!("document number {i} of {name}"), "v": [0.5, 1.25, -3.0, i as f64 / 7.0]}));
+            c.documents.insert(
+                format!("{name}-{i:06}"),
+                json!({"id": format!("{name}-{i:06}"), "n": i, "text": format!("document number {i} of {name}"), "v": [0.5, 1.25, -3.0, i as f64 / 7.0]}),
+            );
         }
         snapshot.collections.insert(name.into(), c);
     }
     snapshot.collections.insert("empty".into(), Collection::default());
     snapshot.history = History {
         commits: vec![
-            commit("c1", &[], vec![Change::Configure { collection: "docs".into(), config: Default::default() }, Change::Schema { schema: json!({"version": 1}) }]),
+            commit(
+                "c1",
+                &[],
+                vec![Change::Configure { collection: "docs".into(), config: Default::default() }, Change::Schema { schema: json!({"version": 1}) }],
+            ),
             commit("c2", &["c1"], vec![Change::Put { collection: "docs".into(), id: "docs-000000".into(), document: json!({"n": 0}) }]),
             commit("c3", &["c1"], vec![Change::Delete { collection: "docs".into(), id: "x".into() }, Change::Drop { collection: "old".into() }]),
             commit("c4", &["c2", "c3"], vec![]),
@@ -74,7 +88,11 @@ fn bytes_are_deterministic_whatever_the_input_order_or_threads() {
 #[test]
 fn a_known_snapshot_has_a_known_digest() {
     // Pins the format: if this changes, the format changed (bump the version).
-    let snapshot = Snapshot { schema: json!({"a": 1}), collections: [("c".to_string(), Collection { config: Default::default(), documents: [("1".to_string(), json!({"id": "1"}))].into() })].into(), history: Default::default() };
+    let snapshot = Snapshot {
+        schema: json!({"a": 1}),
+        collections: [("c".to_string(), Collection { config: Default::default(), documents: [("1".to_string(), json!({"id": "1"}))].into() })].into(),
+        history: Default::default(),
+    };
     let (bytes, summary) = bundle::write_snapshot(&snapshot, Vec::new(), WriteOptions::default()).unwrap();
     assert_eq!(&bytes[..8], b"\x89CFB\r\n\x1a\n");
     let mut hasher = blake3::Hasher::new();
@@ -175,9 +193,18 @@ fn every_truncation_and_trailing_data_fail() {
 }
 
 fn arb_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![Just(Value::Null), any::<bool>().prop_map(Value::from), any::<i64>().prop_map(Value::from), (-1e9f64..1e9).prop_map(Value::from), "[ -~é😀\\n]{0,12}".prop_map(Value::from)];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        (-1e9f64..1e9).prop_map(Value::from),
+        "[ -~é😀\\n]{0,12}".prop_map(Value::from)
+    ];
     leaf.prop_recursive(3, 24, 4, |inner| {
-        prop_oneof![prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from), prop::collection::btree_map("[a-z@]{1,5}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect()))]
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            prop::collection::btree_map("[a-z@]{1,5}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect()))
+        ]
     })
 }
 
@@ -186,7 +213,11 @@ fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
         .prop_map(|(documents, config)| Collection { documents, config: config.into_iter().collect() });
     (arb_json(), prop::collection::btree_map("[a-z][a-z0-9_]{0,7}", collection, 0..4), 0usize..6).prop_map(|(schema, mut collections, n)| {
         collections.retain(|name, _| !["schema", "history"].contains(&name.as_str()));
-        let commits: Vec<Commit> = (0..n).map(|i| commit(&format!("c{i}"), &if i == 0 { vec![] } else { vec![format!("c{}", i / 2)] }.iter().map(String::as_str).collect::<Vec<_>>(), vec![])).collect();
+        let commits: Vec<Commit> = (0..n)
+            .map(|i| {
+                commit(&format!("c{i}"), &if i == 0 { vec![] } else { vec![format!("c{}", i / 2)] }.iter().map(String::as_str).collect::<Vec<_>>(), vec![])
+            })
+            .collect();
         let branches = if n > 0 { [("main".to_string(), format!("c{}", n - 1))].into() } else { Default::default() };
         Snapshot { schema, collections, history: History { commits, branches } }
     })

@@ -45,7 +45,8 @@ fn p(path: &Path) -> &str {
 #[test]
 fn full_round_trip_gives_identical_bytes() {
     let t = tempfile::tempdir().unwrap();
-    let (src, b, s, o, restored, again) = (t.path().join("src"), t.path().join("b.cfb"), t.path().join("b.cfs"), t.path().join("o.cfb"), t.path().join("restored"), t.path().join("again.cfb"));
+    let (src, b, s, o, restored, again) =
+        (t.path().join("src"), t.path().join("b.cfb"), t.path().join("b.cfs"), t.path().join("o.cfb"), t.path().join("restored"), t.path().join("again.cfb"));
     sample(&src);
     let out = ok(coffer(&["bundle", p(&src), "-o", p(&b), "--json"], &[]));
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -120,7 +121,14 @@ fn stdin_stdout_and_passphrase_file() {
     fs::write(&pw, "from a file\n").unwrap();
     let data = vec![42u8; 2_500_000];
     let run = |args: &[&str], input: &[u8]| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coffer")).args(args).env_remove("COFFER_PASSPHRASE").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .args(args)
+            .env_remove("COFFER_PASSPHRASE")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let mut stdin = child.stdin.take().unwrap();
         let input = input.to_vec();
         let writer = std::thread::spawn(move || {

@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 
-use coffer::seal::{self, DeterministicRandom, Decryptor, Encryptor, Identity, KdfParams, Key, OpenLimits, OpenReader, Recipient, SealOptions, SealWriter};
+use coffer::seal::{self, Decryptor, DeterministicRandom, Encryptor, Identity, KdfParams, Key, OpenLimits, OpenReader, Recipient, SealOptions, SealWriter};
 use proptest::prelude::*;
 
 /// Small Argon2id parameters so that tests stay fast (the format is the same).

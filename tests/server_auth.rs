@@ -24,7 +24,8 @@ async fn every_route_checks_credentials_organization_and_role() {
     let s = TestServer::start().await;
     create_db(&s, "acme", "db").await;
     insert(&s, "acme", "db", "c", json!([{"id": "d1", "v": 1}])).await;
-    let b = s.call(s.req(Method::POST, "/api/v1/backups").json(&json!({"id": "b1", "databases": ["acme/db"], "encryption": "none"})), StatusCode::ACCEPTED).await;
+    let b =
+        s.call(s.req(Method::POST, "/api/v1/backups").json(&json!({"id": "b1", "databases": ["acme/db"], "encryption": "none"})), StatusCode::ACCEPTED).await;
     assert_eq!(s.wait_backup(b["id"].as_str().unwrap()).await["status"], "done");
     let r = s.call(s.req(Method::POST, "/api/v1/backups/b1/restore").json(&json!({"target": "acme/db2"})), StatusCode::ACCEPTED).await;
     let rid = r["id"].as_str().unwrap().to_string();

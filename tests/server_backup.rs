@@ -54,9 +54,13 @@ async fn full_cycle_backup_download_restore() {
     s.call(s.req(Method::POST, "/api/v1/databases/acme/shop/branches/dev"), StatusCode::CREATED).await;
     s.call(s.req(Method::PUT, "/api/v1/databases/acme/shop/collections/users/documents/u3?branch=dev").json(&json!({"name": "Cy"})), StatusCode::OK).await;
 
-    let weak = s.call(s.req(Method::POST, "/api/v1/backups").json(&json!({"databases": ["acme/shop"], "passphrase": "password123"})), StatusCode::UNPROCESSABLE_ENTITY).await;
+    let weak = s
+        .call(s.req(Method::POST, "/api/v1/backups").json(&json!({"databases": ["acme/shop"], "passphrase": "password123"})), StatusCode::UNPROCESSABLE_ENTITY)
+        .await;
     assert_eq!(weak["code"], "WEAK_PASSPHRASE");
-    let both = s.call(s.req(Method::POST, "/api/v1/backups").json(&json!({"databases": ["acme/shop"], "include": ["a"], "exclude": ["b"]})), StatusCode::BAD_REQUEST).await;
+    let both = s
+        .call(s.req(Method::POST, "/api/v1/backups").json(&json!({"databases": ["acme/shop"], "include": ["a"], "exclude": ["b"]})), StatusCode::BAD_REQUEST)
+        .await;
     assert_eq!(both["code"], "INVALID_INPUT");
 
     let rec = backup(&s, json!({"id": "nightly-1", "databases": ["acme/shop"], "passphrase": PASS})).await;
@@ -68,7 +72,8 @@ async fn full_cycle_backup_download_restore() {
     assert_eq!(rec["progress"]["documents_done"], 301);
     assert_eq!(rec["progress"]["documents_total"], 301);
     let size = rec["size"].as_u64().unwrap();
-    s.call(s.req(Method::POST, "/api/v1/backups").json(&json!({"id": "nightly-1", "databases": ["acme/shop"], "encryption": "none"})), StatusCode::CONFLICT).await;
+    s.call(s.req(Method::POST, "/api/v1/backups").json(&json!({"id": "nightly-1", "databases": ["acme/shop"], "encryption": "none"})), StatusCode::CONFLICT)
+        .await;
 
     // Download and open it with the core.
     let bytes = content(&s, "nightly-1").await;
@@ -90,11 +95,18 @@ async fn full_cycle_backup_download_restore() {
     assert!(snap.history.branches.contains_key("dev"));
 
     // Restore into a new database.
-    let wrong = s.call(s.req(Method::POST, "/api/v1/backups/nightly-1/restore").json(&json!({"target": "acme/copy", "passphrase": "not-the-right-one-at-all-42"})), StatusCode::UNPROCESSABLE_ENTITY).await;
+    let wrong = s
+        .call(
+            s.req(Method::POST, "/api/v1/backups/nightly-1/restore").json(&json!({"target": "acme/copy", "passphrase": "not-the-right-one-at-all-42"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
     assert_eq!(wrong["code"], "WRONG_KEY");
-    let missing = s.call(s.req(Method::POST, "/api/v1/backups/nightly-1/restore").json(&json!({"target": "acme/copy"})), StatusCode::UNPROCESSABLE_ENTITY).await;
+    let missing =
+        s.call(s.req(Method::POST, "/api/v1/backups/nightly-1/restore").json(&json!({"target": "acme/copy"})), StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(missing["code"], "WRONG_KEY");
-    let r = s.call(s.req(Method::POST, "/api/v1/backups/nightly-1/restore").json(&json!({"target": "acme/copy", "passphrase": PASS})), StatusCode::ACCEPTED).await;
+    let r =
+        s.call(s.req(Method::POST, "/api/v1/backups/nightly-1/restore").json(&json!({"target": "acme/copy", "passphrase": PASS})), StatusCode::ACCEPTED).await;
     let r = s.wait(&format!("/api/v1/restores/{}", r["id"].as_str().unwrap())).await;
     assert_eq!(r["status"], "done", "{r}");
     assert_eq!(r["records"], 301);
@@ -112,7 +124,12 @@ async fn full_cycle_backup_download_restore() {
     let conflict = s.call(s.req(Method::POST, "/api/v1/backups/nightly-1/restore").json(&json!({"passphrase": PASS})), StatusCode::CONFLICT).await;
     assert_eq!(conflict["code"], "CONFLICT");
     s.call(s.req(Method::DELETE, "/api/v1/databases/acme/shop/collections/users/documents/u2"), StatusCode::OK).await;
-    let r = s.call(s.req(Method::POST, "/api/v1/backups/nightly-1/restore").json(&json!({"passphrase": PASS, "include": ["users"], "overwrite": true})), StatusCode::ACCEPTED).await;
+    let r = s
+        .call(
+            s.req(Method::POST, "/api/v1/backups/nightly-1/restore").json(&json!({"passphrase": PASS, "include": ["users"], "overwrite": true})),
+            StatusCode::ACCEPTED,
+        )
+        .await;
     let r = s.wait(&format!("/api/v1/restores/{}", r["id"].as_str().unwrap())).await;
     assert_eq!(r["status"], "done", "{r}");
     assert_eq!(r["records"], 2);
@@ -141,7 +158,12 @@ async fn full_cycle_backup_download_restore() {
     // A server-key backup (the default) restores without any passphrase.
     let rec = backup(&s, json!({"databases": ["acme/shop"], "exclude": ["items"]})).await;
     assert_eq!(rec["encryption"], "recipients");
-    let r = s.call(s.req(Method::POST, &format!("/api/v1/backups/{}/restore", rec["id"].as_str().unwrap())).json(&json!({"target": "acme/users-only"})), StatusCode::ACCEPTED).await;
+    let r = s
+        .call(
+            s.req(Method::POST, &format!("/api/v1/backups/{}/restore", rec["id"].as_str().unwrap())).json(&json!({"target": "acme/users-only"})),
+            StatusCode::ACCEPTED,
+        )
+        .await;
     let r = s.wait(&format!("/api/v1/restores/{}", r["id"].as_str().unwrap())).await;
     assert_eq!(r["status"], "done", "{r}");
     let cols = s.call(s.req(Method::GET, "/api/v1/databases/acme/users-only/collections"), StatusCode::OK).await;
@@ -211,7 +233,14 @@ async fn imports_are_validated_before_they_are_listed() {
         col.documents.insert(format!("k{i:03}"), json!({"i": i, "pad": "z".repeat(200)}));
     }
     snap.collections.insert("things".into(), col);
-    snap.history.commits.push(coffer::Commit { id: "c1".into(), parents: vec![], author: "browser".into(), message: "m".into(), timestamp: 1, changes: vec![] });
+    snap.history.commits.push(coffer::Commit {
+        id: "c1".into(),
+        parents: vec![],
+        author: "browser".into(),
+        message: "m".into(),
+        timestamp: 1,
+        changes: vec![],
+    });
     snap.history.branches.insert("main".into(), "c1".into());
     let plain = bundle::to_vec(&snap).unwrap();
     let sealed = seal::seal_to_vec(&plain, &[seal::Recipient::passphrase(PASS)], &seal::SealOptions::default()).unwrap();
@@ -253,7 +282,9 @@ async fn imports_are_validated_before_they_are_listed() {
     assert_eq!(rec["encryption"], "passphrase");
     assert_eq!(rec["digest"], BundleReader::new(&plain[..], ReadLimits::default()).unwrap().read_to_end().unwrap().digest.as_str());
     s.call(import(sealed, "from-browser"), StatusCode::CONFLICT).await;
-    let r = s.call(s.req(Method::POST, "/api/v1/backups/from-browser/restore").json(&json!({"target": "acme/imported", "passphrase": PASS})), StatusCode::ACCEPTED).await;
+    let r = s
+        .call(s.req(Method::POST, "/api/v1/backups/from-browser/restore").json(&json!({"target": "acme/imported", "passphrase": PASS})), StatusCode::ACCEPTED)
+        .await;
     let r = s.wait(&format!("/api/v1/restores/{}", r["id"].as_str().unwrap())).await;
     assert_eq!(r["status"], "done", "{r}");
     assert_eq!(r["records"], 50);

@@ -86,7 +86,8 @@ async fn bad_input_is_refused_with_the_right_status() {
     // Malformed JSON.
     let body = s.call(s.req(Method::POST, base).header("content-type", "application/json").body("[{\"a\":"), StatusCode::BAD_REQUEST).await;
     assert_eq!(body["code"], "INVALID_INPUT");
-    let body = s.call(s.req(Method::POST, "/api/v1/databases/acme/db2").header("content-type", "application/json").body("{nope"), StatusCode::BAD_REQUEST).await;
+    let body =
+        s.call(s.req(Method::POST, "/api/v1/databases/acme/db2").header("content-type", "application/json").body("{nope"), StatusCode::BAD_REQUEST).await;
     assert_eq!(body["code"], "INVALID_INPUT");
     s.call(s.req(Method::POST, base).json(&json!([1, 2])), StatusCode::BAD_REQUEST).await;
     s.call(s.req(Method::POST, base).json(&json!([])), StatusCode::BAD_REQUEST).await;
@@ -107,9 +108,13 @@ async fn bad_input_is_refused_with_the_right_status() {
     }
     let body = s.call(s.req(Method::GET, "/api/v1/backups/..%2F..%2Fetc%2Fpasswd"), StatusCode::BAD_REQUEST).await;
     assert_eq!(body["code"], "INVALID_INPUT");
-    let body = s.call(s.req(Method::POST, "/api/v1/backups").json(&json!({"id": "../x", "databases": ["acme/db"], "encryption": "none"})), StatusCode::BAD_REQUEST).await;
+    let body = s
+        .call(s.req(Method::POST, "/api/v1/backups").json(&json!({"id": "../x", "databases": ["acme/db"], "encryption": "none"})), StatusCode::BAD_REQUEST)
+        .await;
     assert_eq!(body["code"], "INVALID_INPUT");
-    let body = s.call(s.req(Method::POST, "/api/v1/backups").json(&json!({"id": "tmp", "databases": ["acme/db"], "encryption": "none"})), StatusCode::BAD_REQUEST).await;
+    let body = s
+        .call(s.req(Method::POST, "/api/v1/backups").json(&json!({"id": "tmp", "databases": ["acme/db"], "encryption": "none"})), StatusCode::BAD_REQUEST)
+        .await;
     assert_eq!(body["code"], "INVALID_INPUT", "the backend's temporary prefix is not an id");
     s.call(s.req(Method::POST, "/api/v1/backups/import?database=acme/db&id=tmp").body("x"), StatusCode::BAD_REQUEST).await;
     // Unknown things.
@@ -117,7 +122,12 @@ async fn bad_input_is_refused_with_the_right_status() {
     s.call(s.req(Method::GET, "/api/v1/nothing-here"), StatusCode::NOT_FOUND).await;
     s.call(s.req(Method::POST, "/api/v1/databases/nope/db"), StatusCode::NOT_FOUND).await;
     // Weak user passwords.
-    let body = s.call(s.req(Method::POST, "/api/v1/orgs/acme/users").json(&json!({"name": "bob", "password": "password1", "role": "reader"})), StatusCode::UNPROCESSABLE_ENTITY).await;
+    let body = s
+        .call(
+            s.req(Method::POST, "/api/v1/orgs/acme/users").json(&json!({"name": "bob", "password": "password1", "role": "reader"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
     assert_eq!(body["code"], "WEAK_PASSPHRASE");
     // Bad credentials.
     let resp = s.client.get(s.url("/api/v1/whoami")).basic_auth("admin", Some("wrong")).send().await.unwrap();
@@ -174,7 +184,8 @@ async fn openapi_documents_every_route_and_metrics_count() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let text = resp.text().await.unwrap();
-    for name in ["coffer_http_requests_total{class=\"2xx\"}", "coffer_http_request_duration_seconds_bucket", "coffer_backups_done_total", "coffer_jobs_running"] {
+    for name in ["coffer_http_requests_total{class=\"2xx\"}", "coffer_http_request_duration_seconds_bucket", "coffer_backups_done_total", "coffer_jobs_running"]
+    {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }
     s.call(s.req(Method::PATCH, "/api/v1/databases/acme"), StatusCode::METHOD_NOT_ALLOWED).await;

@@ -91,7 +91,11 @@ async fn a_killed_backup_is_marked_interrupted_and_leaves_nothing() {
         let resp = admin(client.post(url(&server, "/api/v1/databases/acme/big/collections/docs/documents"))).json(&docs).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::CREATED);
     }
-    let resp = admin(client.post(url(&server, "/api/v1/backups"))).json(&json!({"id": "doomed", "databases": ["acme/big"], "encryption": "none"})).send().await.unwrap();
+    let resp = admin(client.post(url(&server, "/api/v1/backups")))
+        .json(&json!({"id": "doomed", "databases": ["acme/big"], "encryption": "none"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     // Wait until it is running and has written something, then kill -9.
     let deadline = Instant::now() + DEADLINE;

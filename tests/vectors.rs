@@ -109,19 +109,69 @@ fn generate() -> Vec<Vector> {
     let mut v2 = base.clone();
     v2[8] = 2;
     let plain_bundle_cut = bundle_bytes[..bundle_bytes.len() - 20].to_vec();
-    let ok = |name, description, kind, key: &Value, bytes: Vec<u8>, plain: &[u8]| Vector { name, description, kind, key: key.clone(), expect: "ok", bytes, plaintext: Some(plain.to_vec()) };
+    let ok = |name, description, kind, key: &Value, bytes: Vec<u8>, plain: &[u8]| Vector {
+        name,
+        description,
+        kind,
+        key: key.clone(),
+        expect: "ok",
+        bytes,
+        plaintext: Some(plain.to_vec()),
+    };
     let bad = |name, description, kind, key: &Value, expect, bytes| Vector { name, description, kind, key: key.clone(), expect, bytes, plaintext: None };
     vec![
-        ok("passphrase_small", "one short segment, passphrase", "sealed", &pw, seal_with(&small, &[Recipient::passphrase(PASSPHRASE)], &options(), b"small"), &small),
-        ok("passphrase_empty", "empty payload: one empty final segment", "sealed", &pw, seal_with(&[], &[Recipient::passphrase(PASSPHRASE)], &options(), b"empty"), &[]),
+        ok(
+            "passphrase_small",
+            "one short segment, passphrase",
+            "sealed",
+            &pw,
+            seal_with(&small, &[Recipient::passphrase(PASSPHRASE)], &options(), b"small"),
+            &small,
+        ),
+        ok(
+            "passphrase_empty",
+            "empty payload: one empty final segment",
+            "sealed",
+            &pw,
+            seal_with(&[], &[Recipient::passphrase(PASSPHRASE)], &options(), b"empty"),
+            &[],
+        ),
         ok("passphrase_multi_segment", "3.5 segments of 16 KiB", "sealed", &pw, base.clone(), &multi),
-        ok("passphrase_exact_segments", "exactly two full segments: the last one is full", "sealed", &pw, seal_with(&exact, &[Recipient::passphrase(PASSPHRASE)], &options(), b"exact"), &exact),
-        ok("x25519_two_recipients", "sealed to alice and bob, opened by alice", "sealed", &alice_key, seal_with(&multi, &[Recipient::X25519(bob.public()), Recipient::X25519(alice.public())], &options(), b"x25519"), &multi),
+        ok(
+            "passphrase_exact_segments",
+            "exactly two full segments: the last one is full",
+            "sealed",
+            &pw,
+            seal_with(&exact, &[Recipient::passphrase(PASSPHRASE)], &options(), b"exact"),
+            &exact,
+        ),
+        ok(
+            "x25519_two_recipients",
+            "sealed to alice and bob, opened by alice",
+            "sealed",
+            &alice_key,
+            seal_with(&multi, &[Recipient::X25519(bob.public()), Recipient::X25519(alice.public())], &options(), b"x25519"),
+            &multi,
+        ),
         ok("metadata", "public metadata in the header", "sealed", &pw, meta.clone(), &small),
-        ok("sealed_bundle", "a sealed bundle of a small snapshot", "sealed", &pw, seal_with(&bundle_bytes, &[Recipient::passphrase(PASSPHRASE)], &options(), b"bundle"), &bundle_bytes),
+        ok(
+            "sealed_bundle",
+            "a sealed bundle of a small snapshot",
+            "sealed",
+            &pw,
+            seal_with(&bundle_bytes, &[Recipient::passphrase(PASSPHRASE)], &options(), b"bundle"),
+            &bundle_bytes,
+        ),
         ok("plain_bundle", "a plain bundle", "bundle", &Value::Null, bundle_bytes.clone(), &bundle_bytes),
         bad("wrong_passphrase", "opened with another passphrase", "sealed", &json!({"passphrase": "not the passphrase"}), "WRONG_KEY", base.clone()),
-        bad("wrong_identity", "opened with an identity that is not a recipient", "sealed", &json!({"identity": identity(b"mallory").to_secret_string().as_str()}), "WRONG_KEY", seal_with(&small, &[Recipient::X25519(bob.public())], &options(), b"wid")),
+        bad(
+            "wrong_identity",
+            "opened with an identity that is not a recipient",
+            "sealed",
+            &json!({"identity": identity(b"mallory").to_secret_string().as_str()}),
+            "WRONG_KEY",
+            seal_with(&small, &[Recipient::X25519(bob.public())], &options(), b"wid"),
+        ),
         bad("identity_for_passphrase_file", "an identity given for a passphrase file", "sealed", &alice_key, "WRONG_KEY", base.clone()),
         bad("flipped_header_metadata", "one bit of the public metadata flipped", "sealed", &pw, "CORRUPT", flip(&meta, meta_at)),
         bad("flipped_commitment", "one bit of the key commitment flipped", "sealed", &pw, "CORRUPT", flip(&base, h - 64)),
@@ -204,7 +254,9 @@ fn every_vector_gives_its_expected_result() {
         let name = case["name"].as_str().unwrap();
         match (run_case(case), case["expect"].as_str().unwrap()) {
             (Ok(plain), "ok") => {
-                if plain.len() as u64 != case["plaintext_len"].as_u64().unwrap() || blake3::hash(&plain).to_hex().as_str() != case["plaintext_blake3"].as_str().unwrap() {
+                if plain.len() as u64 != case["plaintext_len"].as_u64().unwrap()
+                    || blake3::hash(&plain).to_hex().as_str() != case["plaintext_blake3"].as_str().unwrap()
+                {
                     failures.push(format!("{name}: wrong plaintext"));
                 }
             }

@@ -138,7 +138,13 @@ struct Format {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = match &cli.command {
-        Command::Bundle { fmt, .. } | Command::Unbundle { fmt, .. } | Command::Seal { fmt, .. } | Command::Open { fmt, .. } | Command::Inspect { fmt, .. } | Command::Verify { fmt, .. } | Command::Keygen { fmt, .. } => fmt.json,
+        Command::Bundle { fmt, .. }
+        | Command::Unbundle { fmt, .. }
+        | Command::Seal { fmt, .. }
+        | Command::Open { fmt, .. }
+        | Command::Inspect { fmt, .. }
+        | Command::Verify { fmt, .. }
+        | Command::Keygen { fmt, .. } => fmt.json,
         #[cfg(feature = "server")]
         Command::Serve { .. } => false,
     };
@@ -168,15 +174,20 @@ fn run(command: Command) -> Result<()> {
             writer.into_inner().map_err(|e| Error::Io(e.into_error()))?.commit()?;
             progress.finish_and_clear();
             let collections: Vec<Value> = summary.toc.collections.iter().map(|c| json!({"name": c.name, "documents": c.documents})).collect();
-            report(fmt, &output, json!({"digest": summary.toc.digest, "bytes": summary.bytes, "raw_bytes": summary.toc.raw_bytes, "collections": collections, "commits": summary.toc.commits}), || {
-                format!("bundle {} ({} bytes from {} bytes of content), digest {}", output, summary.bytes, summary.toc.raw_bytes, summary.toc.digest)
-            })
+            report(
+                fmt,
+                &output,
+                json!({"digest": summary.toc.digest, "bytes": summary.bytes, "raw_bytes": summary.toc.raw_bytes, "collections": collections, "commits": summary.toc.commits}),
+                || format!("bundle {} ({} bytes from {} bytes of content), digest {}", output, summary.bytes, summary.toc.raw_bytes, summary.toc.digest),
+            )
         }
         Command::Unbundle { input, output, key, fmt } => {
             let (plain, _) = plaintext_reader(&input, &key)?;
             let summary = coffer::dir::unbundle_to_dir(plain, &output)?;
             let value = serde_json::to_value(&summary).map_err(|e| Error::Io(e.into()))?;
-            report(fmt, "", value, || format!("{}: {} collections, {} documents, {} commits", output.display(), summary.collections, summary.documents, summary.commits))
+            report(fmt, "", value, || {
+                format!("{}: {} collections, {} documents, {} commits", output.display(), summary.collections, summary.documents, summary.commits)
+            })
         }
         Command::Seal { input, output, recipients, passphrase_file, metadata, fmt } => {
             let recipients = if recipients.is_empty() {
@@ -321,7 +332,9 @@ fn print_human(value: &Value) {
         println!("segment:     {} bytes", value["segment_size"]);
         for r in value["recipients"].as_array().into_iter().flatten() {
             match r["kind"].as_str() {
-                Some("passphrase") => println!("recipient:   passphrase (Argon2id m={} KiB t={} p={})", r["kdf"]["memory_kib"], r["kdf"]["iterations"], r["kdf"]["parallelism"]),
+                Some("passphrase") => {
+                    println!("recipient:   passphrase (Argon2id m={} KiB t={} p={})", r["kdf"]["memory_kib"], r["kdf"]["iterations"], r["kdf"]["parallelism"])
+                }
                 other => println!("recipient:   {}", other.unwrap_or("?")),
             }
         }
@@ -382,7 +395,8 @@ fn passphrase(file: Option<&Path>, confirm: bool) -> Result<Zeroizing<String>> {
         return non_empty(Zeroizing::new(p));
     }
     let prompt = |label: &str| rpassword::prompt_password(label).map(Zeroizing::new);
-    let first = prompt("Passphrase: ").map_err(|_| Error::InvalidInput("no passphrase: set COFFER_PASSPHRASE, use --passphrase-file, or run in a terminal".into()))?;
+    let first =
+        prompt("Passphrase: ").map_err(|_| Error::InvalidInput("no passphrase: set COFFER_PASSPHRASE, use --passphrase-file, or run in a terminal".into()))?;
     if confirm {
         let again = prompt("Repeat passphrase: ").map_err(Error::Io)?;
         if *again != *first {
@@ -424,7 +438,11 @@ impl Output {
         }
         let path = PathBuf::from(target);
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let temp = tempfile::Builder::new().prefix(".coffer-").suffix(".partial").tempfile_in(dir).map_err(|e| Error::Io(io::Error::new(e.kind(), format!("{}: {e}", dir.display()))))?;
+        let temp = tempfile::Builder::new()
+            .prefix(".coffer-")
+            .suffix(".partial")
+            .tempfile_in(dir)
+            .map_err(|e| Error::Io(io::Error::new(e.kind(), format!("{}: {e}", dir.display()))))?;
         Ok(Output::File { temp, path })
     }
 

@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 
 use super::compress::within_ratio;
 use super::{
-    get_varint, hash_block, BlockKind, Toc, TocCollection, BLOCK_HEADER_LEN, CODEC_STORED, CODEC_ZSTD, END_MAGIC, HEADER_LEN, MAGIC, MAX_BLOCK_RAW,
-    MAX_RECORD, TRAILER_LEN, VERSION,
+    get_varint, hash_block, BlockKind, Toc, TocCollection, BLOCK_HEADER_LEN, CODEC_STORED, CODEC_ZSTD, END_MAGIC, HEADER_LEN, MAGIC, MAX_BLOCK_RAW, MAX_RECORD,
+    TRAILER_LEN, VERSION,
 };
 use crate::canonical;
 use crate::error::{from_read, Error, Result};
@@ -274,7 +274,10 @@ impl<R: Read> BundleReader<R> {
         self.block.clear();
         if codec == CODEC_ZSTD {
             self.block.reserve_exact(raw_len as usize);
-            let n = self.zstd.decompress_to_buffer(&self.stored, &mut self.block).map_err(|e| Error::corrupt(format!("block at offset {start} does not decompress: {e}")))?;
+            let n = self
+                .zstd
+                .decompress_to_buffer(&self.stored, &mut self.block)
+                .map_err(|e| Error::corrupt(format!("block at offset {start} does not decompress: {e}")))?;
             if n != raw_len as usize {
                 return Err(Error::corrupt(format!("block at offset {start} decompresses to {n} bytes, not {raw_len}")));
             }

@@ -115,14 +115,7 @@ impl<W: Write> BundleWriter<W> {
         }
         self.flush_records()?;
         self.finish_collection_hash();
-        self.collections.push(TocCollection {
-            name: name.to_string(),
-            documents: 0,
-            raw_bytes: 0,
-            stored_bytes: 0,
-            offset: 0,
-            hash: String::new(),
-        });
+        self.collections.push(TocCollection { name: name.to_string(), documents: 0, raw_bytes: 0, stored_bytes: 0, offset: 0, hash: String::new() });
         self.collection_hasher = Some(blake3::Hasher::new());
         self.last_id = None;
         let config = canonical::to_vec(&Value::Object(config.clone()))?;

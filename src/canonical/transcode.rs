@@ -395,7 +395,8 @@ mod tests {
         leaf.prop_recursive(4, 32, 5, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..5).prop_map(|v| format!("[ {} ]", v.join(" , "))),
-                prop::collection::vec(("[a-zA-Z@_]{0,4}", inner), 0..5).prop_map(|v| format!("{{{}}}", v.into_iter().map(|(k, v)| format!("\"{k}\" : {v}")).collect::<Vec<_>>().join(","))),
+                prop::collection::vec(("[a-zA-Z@_]{0,4}", inner), 0..5)
+                    .prop_map(|v| format!("{{{}}}", v.into_iter().map(|(k, v)| format!("\"{k}\" : {v}")).collect::<Vec<_>>().join(","))),
             ]
         })
     }

@@ -57,9 +57,7 @@ fn wrap(kek: &[u8; KEY_LEN], aad: &[u8], key: &FileKey) -> Result<[u8; WRAPPED_L
     let cipher = Aes256Gcm::new(kek.into());
     let mut out = [0u8; WRAPPED_LEN];
     out[..KEY_LEN].copy_from_slice(key.0.as_ref());
-    let tag = cipher
-        .encrypt_inout_detached(&Default::default(), aad, (&mut out[..KEY_LEN]).into())
-        .map_err(|_| Error::invalid("key wrapping failed"))?;
+    let tag = cipher.encrypt_inout_detached(&Default::default(), aad, (&mut out[..KEY_LEN]).into()).map_err(|_| Error::invalid("key wrapping failed"))?;
     out[KEY_LEN..].copy_from_slice(&tag);
     Ok(out)
 }
@@ -75,8 +73,8 @@ fn unwrap(kek: &[u8; KEY_LEN], aad: &[u8], wrapped: &[u8; WRAPPED_LEN]) -> Optio
 
 /// Derives the passphrase KEK with Argon2id.
 pub(crate) fn passphrase_kek(passphrase: &[u8], salt: &[u8; SALT_LEN], kdf: &KdfParams) -> Result<Zeroizing<[u8; KEY_LEN]>> {
-    let params = argon2::Params::new(kdf.memory_kib, kdf.iterations, kdf.parallelism, Some(KEY_LEN))
-        .map_err(|e| Error::invalid(format!("Argon2id parameters: {e}")))?;
+    let params =
+        argon2::Params::new(kdf.memory_kib, kdf.iterations, kdf.parallelism, Some(KEY_LEN)).map_err(|e| Error::invalid(format!("Argon2id parameters: {e}")))?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let mut kek = Zeroizing::new([0u8; KEY_LEN]);
     argon.hash_password_into(passphrase, salt, kek.as_mut()).map_err(|e| Error::invalid(format!("Argon2id: {e}")))?;
@@ -198,12 +196,7 @@ impl Identity {
     /// Parses every identity in an identity file (lines starting with `#`
     /// and blank lines are ignored).
     pub fn parse_file(text: &str) -> Result<Vec<Identity>> {
-        let identities = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(Identity::from_str)
-            .collect::<Result<Vec<_>>>()?;
+        let identities = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(Identity::from_str).collect::<Result<Vec<_>>>()?;
         if identities.is_empty() {
             return Err(Error::invalid("no identity found (expected a COFFER-SECRET-KEY-1… line)"));
         }
@@ -212,11 +205,7 @@ impl Identity {
 
     /// The text of an identity file for this identity.
     pub fn to_file_string(&self) -> Zeroizing<String> {
-        Zeroizing::new(format!(
-            "# coffer identity (X25519). Keep this file secret.\n# public key: {}\n{}\n",
-            self.public(),
-            self.to_secret_string().as_str()
-        ))
+        Zeroizing::new(format!("# coffer identity (X25519). Keep this file secret.\n# public key: {}\n{}\n", self.public(), self.to_secret_string().as_str()))
     }
 }
 

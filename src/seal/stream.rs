@@ -270,7 +270,13 @@ impl Encryptor {
 enum DecState {
     /// Collecting the header.
     Header(Vec<u8>),
-    Body { stream: Box<Stream>, payload_key: Zeroizing<[u8; 32]>, segment: usize, counter: u32, pending: Vec<u8> },
+    Body {
+        stream: Box<Stream>,
+        payload_key: Zeroizing<[u8; 32]>,
+        segment: usize,
+        counter: u32,
+        pending: Vec<u8>,
+    },
     Done,
 }
 
@@ -359,7 +365,8 @@ impl Decryptor {
             header.verify(&file_key)?;
             let payload_key = header.payload_key(&file_key);
             self.info = Some(header.info());
-            self.state = DecState::Body { stream: Box::new(Stream::new(&payload_key)), payload_key, segment: header.segment_size(), counter: 0, pending: Vec::new() };
+            self.state =
+                DecState::Body { stream: Box::new(Stream::new(&payload_key)), payload_key, segment: header.segment_size(), counter: 0, pending: Vec::new() };
         }
         let threads = self.threads;
         match &mut self.state {

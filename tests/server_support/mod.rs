@@ -46,7 +46,8 @@ impl TestServer {
         }));
         let client = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
         let mut server = Self { base, client, dir, token: String::new(), state, shutdown: Some(tx), handle: Some(handle) };
-        let resp = server.client.post(server.url("/api/v1/tokens")).basic_auth("admin", Some(ADMIN_PASSWORD)).json(&json!({"name": "tests"})).send().await.unwrap();
+        let resp =
+            server.client.post(server.url("/api/v1/tokens")).basic_auth("admin", Some(ADMIN_PASSWORD)).json(&json!({"name": "tests"})).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::CREATED);
         server.token = resp.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
         server
@@ -84,7 +85,8 @@ impl TestServer {
         let resp = self.req(Method::POST, &format!("/api/v1/orgs/{org}")).send().await.unwrap();
         assert!(resp.status() == StatusCode::CREATED || resp.status() == StatusCode::CONFLICT);
         self.call(
-            self.req(Method::POST, &format!("/api/v1/orgs/{org}/users")).json(&json!({"name": name, "password": STRONG, "role": role, "email": format!("{name}@example.com")})),
+            self.req(Method::POST, &format!("/api/v1/orgs/{org}/users"))
+                .json(&json!({"name": name, "password": STRONG, "role": role, "email": format!("{name}@example.com")})),
             StatusCode::CREATED,
         )
         .await;

@@ -47,7 +47,12 @@ pub struct CreateUser {
     role: String,
 }
 
-pub async fn create_user(State(s): State<AppState>, Auth(p): Auth, ApiPath(org): ApiPath<String>, ApiJson(body): ApiJson<CreateUser>) -> ApiResult<impl IntoResponse> {
+pub async fn create_user(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiPath(org): ApiPath<String>,
+    ApiJson(body): ApiJson<CreateUser>,
+) -> ApiResult<impl IntoResponse> {
     validate_slug("organization", &org)?;
     p.require(&org, Role::Admin)?;
     validate_slug("user name", &body.name)?;
@@ -77,7 +82,11 @@ pub struct CreateToken {
     expires_in: Option<i64>,
 }
 
-pub async fn create_token(State(s): State<AppState>, Auth(p): Auth, body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>) -> ApiResult<impl IntoResponse> {
+pub async fn create_token(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<impl IntoResponse> {
     let body: CreateToken = super::data::optional_json(&body?)?;
     let org = body.org.unwrap_or_else(|| p.org.clone());
     validate_slug("organization", &org)?;
@@ -103,7 +112,10 @@ pub async fn create_token(State(s): State<AppState>, Auth(p): Auth, body: Result
             auth::create_token(tx, &user, &org, role, &body.name, expires_at)
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({"token": token, "id": info.id, "name": info.name, "org": info.org, "role": info.role, "expires_at": info.expires_at}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"token": token, "id": info.id, "name": info.name, "org": info.org, "role": info.role, "expires_at": info.expires_at})),
+    ))
 }
 
 pub async fn list_tokens(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<impl IntoResponse> {

@@ -12,13 +12,13 @@ use tokio::io::AsyncWriteExt;
 use zeroize::Zeroizing;
 
 use super::{ApiJson, ApiPath, ApiQuery, Auth};
+use crate::seal;
 use crate::server::backup::{file_name, Backend, Encryption, Filter};
 use crate::server::error::{code, ApiError, ApiResult};
 use crate::server::store::auth::{check_strength, Principal, Role};
 use crate::server::store::jobs::{self, BackupFile, BackupRecord, Creator, Progress, RestoreRecord};
 use crate::server::store::{data, new_ksuid, now_ms, validate_key, validate_slug};
 use crate::server::{AppState, Secret};
-use crate::seal;
 
 /// Longest lifetime of a signed link, seconds (7 days).
 const MAX_LINK_SECONDS: i64 = 7 * 24 * 3600;
@@ -207,7 +207,12 @@ pub async fn list(State(s): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuer
 async fn visible(s: &AppState, p: &Principal, id: &str, role: Role) -> ApiResult<BackupRecord> {
     validate_key("backup id", id)?;
     let key = id.to_string();
-    let rec = s.store.run(move |c| jobs::get_backup(c, &key)).await?.filter(|r| p.sees(&r.org)).ok_or_else(|| ApiError::not_found(format!("backup {id:?} not found")))?;
+    let rec = s
+        .store
+        .run(move |c| jobs::get_backup(c, &key))
+        .await?
+        .filter(|r| p.sees(&r.org))
+        .ok_or_else(|| ApiError::not_found(format!("backup {id:?} not found")))?;
     p.require(&rec.org, role)?;
     Ok(s.engine.with_progress(rec))
 }
@@ -265,7 +270,13 @@ pub struct LinkRequest {
     database: Option<String>,
 }
 
-pub async fn link(State(s): State<AppState>, Auth(p): Auth, ApiPath(id): ApiPath<String>, headers: HeaderMap, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> ApiResult<impl IntoResponse> {
+pub async fn link(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<impl IntoResponse> {
     let body: LinkRequest = super::data::optional_json(&body?)?;
     let rec = visible(&s, &p, &id, Role::Operator).await?;
     let file = pick_file(&rec, body.database.as_deref())?;
@@ -311,7 +322,12 @@ pub struct VerifyRequest {
     passphrase: Option<Secret>,
 }
 
-pub async fn verify(State(s): State<AppState>, Auth(p): Auth, ApiPath(id): ApiPath<String>, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> ApiResult<impl IntoResponse> {
+pub async fn verify(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiPath(id): ApiPath<String>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<impl IntoResponse> {
     let body: VerifyRequest = super::data::optional_json(&body?)?;
     let rec = visible(&s, &p, &id, Role::Operator).await?;
     if rec.encryption == "passphrase" && body.passphrase.is_none() {
@@ -345,7 +361,12 @@ pub struct RestoreRequest {
     passphrase: Option<Secret>,
 }
 
-pub async fn restore(State(s): State<AppState>, Auth(p): Auth, ApiPath(id): ApiPath<String>, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> ApiResult<impl IntoResponse> {
+pub async fn restore(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiPath(id): ApiPath<String>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<impl IntoResponse> {
     let body: RestoreRequest = super::data::optional_json(&body?)?;
     let rec = visible(&s, &p, &id, Role::Operator).await?;
     let file = pick_file(&rec, body.database.as_deref())?.clone();
@@ -410,7 +431,12 @@ pub async fn restore(State(s): State<AppState>, Auth(p): Auth, ApiPath(id): ApiP
 pub async fn get_restore(State(s): State<AppState>, Auth(p): Auth, ApiPath(id): ApiPath<String>) -> ApiResult<impl IntoResponse> {
     validate_key("restore id", &id)?;
     let key = id.clone();
-    let rec = s.store.run(move |c| jobs::get_restore(c, &key)).await?.filter(|r| p.sees(&r.org)).ok_or_else(|| ApiError::not_found(format!("restore {id:?} not found")))?;
+    let rec = s
+        .store
+        .run(move |c| jobs::get_restore(c, &key))
+        .await?
+        .filter(|r| p.sees(&r.org))
+        .ok_or_else(|| ApiError::not_found(format!("restore {id:?} not found")))?;
     p.require(&rec.org, Role::Reader)?;
     Ok(Json(rec))
 }
@@ -423,7 +449,13 @@ pub struct ImportQuery {
     name: Option<String>,
 }
 
-pub async fn import(State(s): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuery<ImportQuery>, headers: HeaderMap, body: Body) -> ApiResult<impl IntoResponse> {
+pub async fn import(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiQuery(q): ApiQuery<ImportQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<impl IntoResponse> {
     let (org, db) = split_database(&q.database)?;
     p.require(&org, Role::Operator)?;
     let id = match q.id {
@@ -433,7 +465,11 @@ pub async fn import(State(s): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQu
         }
         None => new_ksuid(),
     };
-    let passphrase = headers.get(PASSPHRASE_HEADER).map(|v| v.to_str().map(|s| Zeroizing::new(s.to_string()))).transpose().map_err(|_| ApiError::invalid("malformed passphrase header"))?;
+    let passphrase = headers
+        .get(PASSPHRASE_HEADER)
+        .map(|v| v.to_str().map(|s| Zeroizing::new(s.to_string())))
+        .transpose()
+        .map_err(|_| ApiError::invalid("malformed passphrase header"))?;
     {
         let key = id.clone();
         if s.store.run(move |c| jobs::get_backup(c, &key)).await?.is_some() {

@@ -104,7 +104,12 @@ pub async fn delete_database(State(s): State<AppState>, Auth(p): Auth, ApiPath((
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn get_schema(State(s): State<AppState>, Auth(p): Auth, ApiPath((org, db)): ApiPath<(String, String)>, ApiQuery(q): ApiQuery<WriteQuery>) -> ApiResult<impl IntoResponse> {
+pub async fn get_schema(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiPath((org, db)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<WriteQuery>,
+) -> ApiResult<impl IntoResponse> {
     check_db(&org, &db)?;
     p.require(&org, Role::Reader)?;
     let branch = q.branch()?;
@@ -133,7 +138,12 @@ pub async fn put_schema(
     Ok(Json(json!({ "commit": commit })))
 }
 
-pub async fn list_collections(State(s): State<AppState>, Auth(p): Auth, ApiPath((org, db)): ApiPath<(String, String)>, ApiQuery(q): ApiQuery<WriteQuery>) -> ApiResult<impl IntoResponse> {
+pub async fn list_collections(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiPath((org, db)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<WriteQuery>,
+) -> ApiResult<impl IntoResponse> {
     check_db(&org, &db)?;
     p.require(&org, Role::Reader)?;
     let branch = q.branch()?;
@@ -371,7 +381,12 @@ pub struct CommitPage {
     limit: Option<usize>,
 }
 
-pub async fn list_commits(State(s): State<AppState>, Auth(p): Auth, ApiPath((org, db)): ApiPath<(String, String)>, ApiQuery(q): ApiQuery<CommitPage>) -> ApiResult<impl IntoResponse> {
+pub async fn list_commits(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiPath((org, db)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<CommitPage>,
+) -> ApiResult<impl IntoResponse> {
     check_db(&org, &db)?;
     p.require(&org, Role::Reader)?;
     let branch = q.branch.unwrap_or_else(|| MAIN.into());
@@ -390,7 +405,11 @@ pub async fn list_branches(State(s): State<AppState>, Auth(p): Auth, ApiPath((or
     Ok(Json(json!({ "branches": list })))
 }
 
-pub async fn get_branch(State(s): State<AppState>, Auth(p): Auth, ApiPath((org, db, branch)): ApiPath<(String, String, String)>) -> ApiResult<impl IntoResponse> {
+pub async fn get_branch(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiPath((org, db, branch)): ApiPath<(String, String, String)>,
+) -> ApiResult<impl IntoResponse> {
     check_db(&org, &db)?;
     data::validate_branch(&branch)?;
     p.require(&org, Role::Reader)?;

@@ -182,7 +182,11 @@ async fn metrics(State(state): State<AppState>, Auth(_): Auth) -> impl IntoRespo
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
     }
-    let _ = writeln!(out, "# HELP coffer_jobs_running Backup and restore jobs running.\n# TYPE coffer_jobs_running gauge\ncoffer_jobs_running {}", e.running.load(Ordering::Relaxed));
+    let _ = writeln!(
+        out,
+        "# HELP coffer_jobs_running Backup and restore jobs running.\n# TYPE coffer_jobs_running gauge\ncoffer_jobs_running {}",
+        e.running.load(Ordering::Relaxed)
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
 }
 

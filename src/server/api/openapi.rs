@@ -78,7 +78,14 @@ routes![
     ("post", "/api/v1/backups/{id}/verify", "Re-read and check every tag and digest {passphrase}", "operator", JSON, "200"),
     ("post", "/api/v1/backups/{id}/restore", "Start a restore {target, include|exclude, overwrite, passphrase}", "operator", JSON, "202"),
     ("get", "/api/v1/restores/{id}", "A restore record with status and counts", "reader", None, "200"),
-    ("post", "/api/v1/backups/import", "Upload a sealed bundle (?database=&id=&name=; X-Coffer-Passphrase)", "operator", Some("application/octet-stream"), "201"),
+    (
+        "post",
+        "/api/v1/backups/import",
+        "Upload a sealed bundle (?database=&id=&name=; X-Coffer-Passphrase)",
+        "operator",
+        Some("application/octet-stream"),
+        "201"
+    ),
 ];
 
 fn method(m: &str) -> HttpMethod {
@@ -116,7 +123,12 @@ pub fn build() -> OpenApi {
         paths = paths.path(r.path, PathItemBuilder::new().operation(method(r.method), op.build()).build());
     }
     OpenApiBuilder::new()
-        .info(InfoBuilder::new().title("coffer serve").version(env!("CARGO_PKG_VERSION")).description(Some("Native API of the coffer server: databases with history, users and tokens, backups and restores.")))
+        .info(
+            InfoBuilder::new()
+                .title("coffer serve")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some("Native API of the coffer server: databases with history, users and tokens, backups and restores.")),
+        )
         .paths(paths)
         .components(Some(
             ComponentsBuilder::new()

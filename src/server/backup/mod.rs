@@ -345,7 +345,14 @@ impl Engine {
             let config = self.config.clone();
             let database_name = database.clone();
             let file = tokio::task::spawn_blocking(move || -> ApiResult<BackupFile> {
-                let counting = Counting { inner: SyncIoBridge::new(writer), hasher: blake3::Hasher::new(), bytes: 0, progress: progress.clone(), rate_limit: config.rate_limit, started: Instant::now() };
+                let counting = Counting {
+                    inner: SyncIoBridge::new(writer),
+                    hasher: blake3::Hasher::new(),
+                    bytes: 0,
+                    progress: progress.clone(),
+                    rate_limit: config.rate_limit,
+                    started: Instant::now(),
+                };
                 let (mut counting, stats) = if recipients.is_empty() {
                     write_database(&store, &org, &db, &filter, counting, &progress, config.threads)?
                 } else {
@@ -428,7 +435,13 @@ impl Engine {
     }
 
     /// Records and starts a restore.
-    pub async fn start_restore(self: &Arc<Self>, rec: RestoreRecord, backup: BackupRecord, file: BackupFile, passphrase: Option<Zeroizing<String>>) -> ApiResult<RestoreRecord> {
+    pub async fn start_restore(
+        self: &Arc<Self>,
+        rec: RestoreRecord,
+        backup: BackupRecord,
+        file: BackupFile,
+        passphrase: Option<Zeroizing<String>>,
+    ) -> ApiResult<RestoreRecord> {
         let stored = rec.clone();
         self.store.run_write(move |tx| jobs::put_restore(tx, &stored)).await?;
         let engine = self.clone();
@@ -477,7 +490,13 @@ impl Engine {
         }
     }
 
-    async fn restore_inner(&self, rec: &RestoreRecord, backup: &BackupRecord, file: &BackupFile, passphrase: Option<Zeroizing<String>>) -> Result<snapshot::RestoreCounts, (ApiError, u64)> {
+    async fn restore_inner(
+        &self,
+        rec: &RestoreRecord,
+        backup: &BackupRecord,
+        file: &BackupFile,
+        passphrase: Option<Zeroizing<String>>,
+    ) -> Result<snapshot::RestoreCounts, (ApiError, u64)> {
         let input = self.blocking_reader(&backup.id, &file.object).await.map_err(|e| (e, 0))?;
         let keys = if backup.encryption == "none" { Vec::new() } else { self.keys(passphrase).map_err(|e| (e, 0))? };
         let (org, db) = rec.target.split_once('/').ok_or_else(|| (ApiError::invalid("target must be org/db"), 0))?;
@@ -530,7 +549,17 @@ impl Engine {
         .await??;
         self.backend.promote(&rec.id, object).await?;
         rec.encryption = encryption;
-        rec.files = vec![BackupFile { database: rec.databases[0].clone(), object: object.into(), size, sha, digest: digest.clone(), head: None, documents, commits, collections }];
+        rec.files = vec![BackupFile {
+            database: rec.databases[0].clone(),
+            object: object.into(),
+            size,
+            sha,
+            digest: digest.clone(),
+            head: None,
+            documents,
+            commits,
+            collections,
+        }];
         rec.size = Some(size);
         rec.digest = (!digest.is_empty()).then_some(digest);
         rec.progress = Progress { documents_done: documents, documents_total: documents, bytes_done: size, bytes_total: size };
@@ -649,7 +678,11 @@ impl<R: Read> Read for HashingReader<R> {
 }
 
 /// Opens a plain or sealed bundle and hands its reader to `f`.
-pub fn open_bundle<'a, R: Read + 'a, T>(input: R, keys: &[seal::Key], f: impl FnOnce(crate::bundle::BundleReader<Box<dyn Read + 'a>>) -> ApiResult<T>) -> ApiResult<T> {
+pub fn open_bundle<'a, R: Read + 'a, T>(
+    input: R,
+    keys: &[seal::Key],
+    f: impl FnOnce(crate::bundle::BundleReader<Box<dyn Read + 'a>>) -> ApiResult<T>,
+) -> ApiResult<T> {
     let (head, input) = read_ahead(input, 8)?;
     let input = std::io::BufReader::with_capacity(1 << 20, input);
     let limits = crate::bundle::ReadLimits::default();

@@ -35,7 +35,9 @@ fn filter_changes(changes: &[Change], filter: &Filter) -> Vec<Change> {
     changes
         .iter()
         .filter(|c| match c {
-            Change::Put { collection, .. } | Change::Delete { collection, .. } | Change::Configure { collection, .. } | Change::Drop { collection } => filter.covers(collection),
+            Change::Put { collection, .. } | Change::Delete { collection, .. } | Change::Configure { collection, .. } | Change::Drop { collection } => {
+                filter.covers(collection)
+            }
             Change::Schema { .. } => true,
         })
         .cloned()
@@ -51,7 +53,9 @@ pub fn write_database<W: Write>(store: &Store, org: &str, db: &str, filter: &Fil
         let id = data::db_id(&tx, org, db)?;
         let head = data::branch_head(&tx, id, MAIN)?;
         let (docs, bytes): (i64, i64) =
-            tx.query_row("SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM documents WHERE db = ?1 AND branch = ?2", params![id, MAIN], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            tx.query_row("SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM documents WHERE db = ?1 AND branch = ?2", params![id, MAIN], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
         progress.documents_total.fetch_add(docs as u64, Ordering::Relaxed);
         progress.bytes_total.fetch_add(bytes as u64, Ordering::Relaxed);
         let schema = data::branch_schema(&tx, id, MAIN)?;
@@ -223,7 +227,10 @@ fn apply_items(store: &Store, items: std::sync::mpsc::Receiver<Msg>, options: &R
                     }
                     if data::collection_exists(tx, db, MAIN, &name)? {
                         if !options.overwrite {
-                            return Err(ApiError::conflict(format!("collection {name:?} exists in {}/{}; set overwrite to replace it", options.org, options.db)));
+                            return Err(ApiError::conflict(format!(
+                                "collection {name:?} exists in {}/{}; set overwrite to replace it",
+                                options.org, options.db
+                            )));
                         }
                         data::apply_change(tx, db, MAIN, &Change::Drop { collection: name.clone() })?;
                     }
@@ -263,7 +270,10 @@ fn apply_items(store: &Store, items: std::sync::mpsc::Receiver<Msg>, options: &R
         // The whole bundle has been read and checked: set the heads.
         let backup_main = branches.get(MAIN).cloned();
         if fresh {
-            tx.execute("UPDATE branches SET head = ?3, schema = ?4 WHERE db = ?1 AND name = ?2", params![db, MAIN, backup_main, serde_json::to_string(&schema)?])?;
+            tx.execute(
+                "UPDATE branches SET head = ?3, schema = ?4 WHERE db = ?1 AND name = ?2",
+                params![db, MAIN, backup_main, serde_json::to_string(&schema)?],
+            )?;
         } else {
             if options.overwrite && !schema.is_null() {
                 tx.execute("UPDATE branches SET schema = ?3 WHERE db = ?1 AND name = ?2", params![db, MAIN, serde_json::to_string(&schema)?])?;

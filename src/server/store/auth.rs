@@ -297,7 +297,9 @@ pub fn authenticate_token(conn: &Connection, token: &str) -> ApiResult<Principal
     let rest = token.strip_prefix(TOKEN_PREFIX).ok_or_else(bad)?;
     let (id, secret) = rest.split_once('_').ok_or_else(bad)?;
     let row: Option<(Vec<u8>, i64, String, String, Option<i64>)> = conn
-        .query_row("SELECT hash, user_id, org, role, expires_at FROM tokens WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .query_row("SELECT hash, user_id, org, role, expires_at FROM tokens WHERE id = ?1", [id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
         .optional()?;
     // Hash even when the id is unknown, so timing does not tell ids apart.
     let presented = token_hash(secret);

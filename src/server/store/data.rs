@@ -107,7 +107,8 @@ pub fn database_info(conn: &Connection, org: &str, name: &str) -> ApiResult<Data
 
 /// Databases of an organization.
 pub fn list_databases(conn: &Connection, org: &str) -> ApiResult<Vec<DatabaseInfo>> {
-    let names: Vec<String> = conn.prepare("SELECT name FROM databases WHERE org = ?1 ORDER BY name")?.query_map([org], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let names: Vec<String> =
+        conn.prepare("SELECT name FROM databases WHERE org = ?1 ORDER BY name")?.query_map([org], |r| r.get(0))?.collect::<Result<_, _>>()?;
     names.iter().map(|n| database_info(conn, org, n)).collect()
 }
 
@@ -168,9 +169,11 @@ pub fn get_document(conn: &Connection, db: i64, branch: &str, collection: &str, 
     if !collection_exists(conn, db, branch, collection)? {
         return Err(ApiError::not_found(format!("collection {collection:?} not found")));
     }
-    conn.query_row("SELECT body FROM documents WHERE db = ?1 AND branch = ?2 AND collection = ?3 AND id = ?4", params![db, branch, collection, id], |r| r.get(0))
-        .optional()?
-        .ok_or_else(|| ApiError::not_found(format!("document {id:?} not found")))
+    conn.query_row("SELECT body FROM documents WHERE db = ?1 AND branch = ?2 AND collection = ?3 AND id = ?4", params![db, branch, collection, id], |r| {
+        r.get(0)
+    })
+    .optional()?
+    .ok_or_else(|| ApiError::not_found(format!("document {id:?} not found")))
 }
 
 /// Documents with ids after `after`, in id order: (id, canonical JSON).
@@ -190,7 +193,15 @@ pub fn list_commits(conn: &Connection, db: i64, branch: &str, offset: usize, lim
     let Some(head) = branch_head(conn, db, branch)? else { return Ok(Vec::new()) };
     let mut stmt = conn.prepare("SELECT seq, id, parents, author, message, timestamp, json_array_length(changes) FROM commits WHERE db = ?1")?;
     let rows = stmt.query_map([db], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, i64>(5)?, r.get::<_, i64>(6)?))
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, i64>(5)?,
+            r.get::<_, i64>(6)?,
+        ))
     })?;
     let mut all: HashMap<String, (i64, CommitInfo)> = HashMap::new();
     for row in rows {
@@ -238,7 +249,8 @@ pub fn apply_change(tx: &Connection, db: i64, branch: &str, change: &Change) -> 
                 .execute(params![db, branch, collection, id, body])?;
         }
         Change::Delete { collection, id } => {
-            tx.prepare_cached("DELETE FROM documents WHERE db = ?1 AND branch = ?2 AND collection = ?3 AND id = ?4")?.execute(params![db, branch, collection, id])?;
+            tx.prepare_cached("DELETE FROM documents WHERE db = ?1 AND branch = ?2 AND collection = ?3 AND id = ?4")?
+                .execute(params![db, branch, collection, id])?;
         }
         Change::Configure { collection, config } => {
             let text = serde_json::to_string(config)?;
@@ -290,7 +302,14 @@ pub fn commit(tx: &Transaction<'_>, db: i64, branch: &str, author: &str, message
     let commit = Commit { id: new_ksuid(), parents: head.into_iter().collect(), author: author.into(), message: message.into(), timestamp: now_ms(), changes };
     insert_commit(tx, db, &commit)?;
     tx.execute("UPDATE branches SET head = ?3 WHERE db = ?1 AND name = ?2", params![db, branch, commit.id])?;
-    Ok(CommitInfo { id: commit.id, parents: commit.parents, author: commit.author, message: commit.message, timestamp: commit.timestamp, changes: commit.changes.len() })
+    Ok(CommitInfo {
+        id: commit.id,
+        parents: commit.parents,
+        author: commit.author,
+        message: commit.message,
+        timestamp: commit.timestamp,
+        changes: commit.changes.len(),
+    })
 }
 
 /// Creates branch `name` at commit `from` (a commit id or a branch name).
@@ -319,9 +338,18 @@ pub fn create_branch(tx: &Transaction<'_>, db: i64, name: &str, from: &str) -> A
     tx.execute("INSERT INTO branches (db, name, head) VALUES (?1, ?2, ?3)", params![db, name, head])?;
     match source_branch {
         Some(src) => {
-            tx.execute("UPDATE branches SET schema = (SELECT schema FROM branches WHERE db = ?1 AND name = ?3) WHERE db = ?1 AND name = ?2", params![db, name, src])?;
-            tx.execute("INSERT INTO collections (db, branch, name, config) SELECT db, ?2, name, config FROM collections WHERE db = ?1 AND branch = ?3", params![db, name, src])?;
-            tx.execute("INSERT INTO documents (db, branch, collection, id, body) SELECT db, ?2, collection, id, body FROM documents WHERE db = ?1 AND branch = ?3", params![db, name, src])?;
+            tx.execute(
+                "UPDATE branches SET schema = (SELECT schema FROM branches WHERE db = ?1 AND name = ?3) WHERE db = ?1 AND name = ?2",
+                params![db, name, src],
+            )?;
+            tx.execute(
+                "INSERT INTO collections (db, branch, name, config) SELECT db, ?2, name, config FROM collections WHERE db = ?1 AND branch = ?3",
+                params![db, name, src],
+            )?;
+            tx.execute(
+                "INSERT INTO documents (db, branch, collection, id, body) SELECT db, ?2, collection, id, body FROM documents WHERE db = ?1 AND branch = ?3",
+                params![db, name, src],
+            )?;
         }
         None => {
             // The first-parent chain, root first, then replay it (one change set in memory at a time).

@@ -154,7 +154,10 @@ pub fn insert_backup(tx: &Transaction<'_>, rec: &BackupRecord) -> ApiResult<()> 
         return Err(ApiError::conflict(format!("backup {:?} exists already", rec.id)));
     }
     let seq: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM backups", [], |r| r.get(0))?;
-    tx.execute("INSERT INTO backups (id, seq, org, status, record) VALUES (?1, ?2, ?3, ?4, ?5)", params![rec.id, seq, rec.org, rec.status, serde_json::to_string(rec)?])?;
+    tx.execute(
+        "INSERT INTO backups (id, seq, org, status, record) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![rec.id, seq, rec.org, rec.status, serde_json::to_string(rec)?],
+    )?;
     Ok(())
 }
 
@@ -189,7 +192,10 @@ pub fn delete_backup(tx: &Transaction<'_>, id: &str) -> ApiResult<()> {
 
 /// Inserts or replaces a restore record.
 pub fn put_restore(tx: &Connection, rec: &RestoreRecord) -> ApiResult<()> {
-    tx.execute("INSERT OR REPLACE INTO restores (id, org, status, record) VALUES (?1, ?2, ?3, ?4)", params![rec.id, rec.org, rec.status, serde_json::to_string(rec)?])?;
+    tx.execute(
+        "INSERT OR REPLACE INTO restores (id, org, status, record) VALUES (?1, ?2, ?3, ?4)",
+        params![rec.id, rec.org, rec.status, serde_json::to_string(rec)?],
+    )?;
     Ok(())
 }
 
@@ -211,7 +217,8 @@ pub fn mark_interrupted(tx: &Transaction<'_>, now: i64) -> ApiResult<Vec<String>
             backups.push(rec.id);
         }
     }
-    let texts: Vec<String> = tx.prepare("SELECT record FROM restores WHERE status IN ('scheduled', 'running')")?.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let texts: Vec<String> =
+        tx.prepare("SELECT record FROM restores WHERE status IN ('scheduled', 'running')")?.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
     for text in texts {
         let mut rec: RestoreRecord = serde_json::from_str(&text).map_err(|_| ApiError::internal("stored restore record is not JSON"))?;
         rec.status = ERROR.into();

@@ -180,10 +180,7 @@ impl Store {
     }
 
     /// [`write`](Self::write) on the blocking pool.
-    pub async fn run_write<T: Send + 'static>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> ApiResult<T> + Send + 'static,
-    ) -> ApiResult<T> {
+    pub async fn run_write<T: Send + 'static>(self: &Arc<Self>, f: impl FnOnce(&rusqlite::Transaction<'_>) -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.write(f)).await?
     }
