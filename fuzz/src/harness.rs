@@ -13,7 +13,7 @@
 use std::io::Cursor;
 
 use coffer::bundle::{read_collection, read_toc, BundleReader, DocumentRef, Item, ReadLimits, Toc};
-use coffer::seal::{self, DeterministicRandom, Decryptor, Encryptor, Identity, KdfParams, Key, OpenLimits, Recipient, SealOptions, SeekReader};
+use coffer::seal::{self, Decryptor, DeterministicRandom, Encryptor, Identity, KdfParams, Key, OpenLimits, Recipient, SealOptions, SeekReader};
 use coffer::Error;
 
 /// The passphrase every fuzz input is opened with (seeds are sealed with it).
