@@ -23,7 +23,14 @@ fn snapshot(docs: usize, with_history: bool) -> Snapshot {
         s.collections.insert("empty".into(), Collection::default());
     }
     if with_history {
-        let commit = |id: &str, parents: &[&str], changes| Commit { id: id.into(), parents: parents.iter().map(|p| p.to_string()).collect(), author: "fz".into(), message: id.into(), timestamp: 1, changes };
+        let commit = |id: &str, parents: &[&str], changes| Commit {
+            id: id.into(),
+            parents: parents.iter().map(|p| p.to_string()).collect(),
+            author: "fz".into(),
+            message: id.into(),
+            timestamp: 1,
+            changes,
+        };
         s.history = History {
             commits: vec![
                 commit("c1", &[], vec![Change::Put { collection: "docs".into(), id: "d000".into(), document: json!({"n": 0}) }]),
