@@ -140,10 +140,8 @@ impl Transcoder<'_> {
             self.pos += 1;
             self.out.push(b':');
             self.skip_ws();
-            let value_start = self.out.len();
             self.value(depth + 1, None)?;
             members.push((key_start, key_end, member_start, self.out.len()));
-            let _ = value_start;
             self.skip_ws();
             match self.peek()? {
                 b',' => {
