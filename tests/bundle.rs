@@ -192,6 +192,23 @@ fn every_truncation_and_trailing_data_fail() {
     assert_eq!(read_all(&[&bytes[..], b"\0"].concat()).unwrap_err().code(), "CORRUPT");
 }
 
+/// Every single-bit flip of a bundle whose blocks are zstd frames is an
+/// error, including the flips zstd decodes to the same content (e.g. in a
+/// frame header): the trailer's hash covers the bytes, not just the content.
+#[test]
+fn every_bit_flip_is_an_error() {
+    let bytes = bundle::to_vec(&sample(50)).unwrap();
+    assert!(bytes.len() > 1000 && bytes.windows(4).any(|w| w == [0x28, 0xb5, 0x2f, 0xfd]), "the sample must hold a zstd frame");
+    let mut flipped = bytes.clone();
+    for i in 0..bytes.len() {
+        for bit in 0..8 {
+            flipped[i] ^= 1 << bit;
+            assert!(read_all(&flipped).is_err(), "flip of bit {bit} at {i} of {} went unnoticed", bytes.len());
+            flipped[i] = bytes[i];
+        }
+    }
+}
+
 fn arb_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),

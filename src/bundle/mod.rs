@@ -4,8 +4,12 @@
 //! bundle  = header block* toc trailer
 //! header  = MAGIC(8) version:u16le flags:u16le
 //! block   = kind:u8 codec:u8 raw_len:u32le stored_len:u32le payload[stored_len]
-//! trailer = toc_offset:u64le END_MAGIC(8)
+//! trailer = toc_offset:u64le bytes_hash[32] END_MAGIC(8)
 //! ```
+//!
+//! `bytes_hash` is the blake3 of every byte before the trailer, so that a
+//! sequential reader detects any change of the file's bytes, including the
+//! ones zstd would decode to the same content.
 //!
 //! Blocks come in a fixed order (schema, then each collection with its
 //! documents by id, then commits in canonical order, then branches, then the
@@ -38,8 +42,8 @@ pub const VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 12;
 /// Block header: kind, codec, raw_len, stored_len.
 pub const BLOCK_HEADER_LEN: usize = 10;
-/// Trailer: toc offset and end magic.
-pub const TRAILER_LEN: usize = 16;
+/// Trailer: toc offset, blake3 of the bytes before the trailer, end magic.
+pub const TRAILER_LEN: usize = 48;
 /// A block is closed once its raw payload reaches this size. Part of the
 /// format (it decides block boundaries, hence bytes and digest): never change
 /// it; bump the version.

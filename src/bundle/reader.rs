@@ -104,6 +104,8 @@ pub struct BundleReader<R: Read> {
     stored: Vec<u8>,
     zstd: zstd::bulk::Decompressor<'static>,
     digest: blake3::Hasher,
+    /// blake3 of every byte read (checked against the trailer's `bytes_hash`).
+    bytes: blake3::Hasher,
     collection_hasher: Option<blake3::Hasher>,
     collections: Vec<TocCollection>,
     last_id: Option<String>,
@@ -124,7 +126,9 @@ impl<R: Read> BundleReader<R> {
     pub fn new(mut input: R, limits: ReadLimits) -> Result<Self> {
         let mut header = [0u8; HEADER_LEN];
         read_header(&mut input, &mut header)?;
-        Self::with_state(input, limits, HEADER_LEN as u64, Expect::Schema, None)
+        let mut reader = Self::with_state(input, limits, HEADER_LEN as u64, Expect::Schema, None)?;
+        reader.bytes.update(&header);
+        Ok(reader)
     }
 
     fn with_state(input: R, limits: ReadLimits, offset: u64, expect: Expect, fragment: Option<TocCollection>) -> Result<Self> {
@@ -142,6 +146,7 @@ impl<R: Read> BundleReader<R> {
             stored: Vec::new(),
             zstd,
             digest: blake3::Hasher::new(),
+            bytes: blake3::Hasher::new(),
             collection_hasher: None,
             collections: Vec::new(),
             last_id: None,
@@ -201,7 +206,11 @@ impl<R: Read> BundleReader<R> {
                 let id = std::str::from_utf8(&buf[pos..pos + id_len]).map_err(|_| Error::corrupt("document id is not UTF-8"))?.to_string();
                 pos += id_len;
                 validate_id("document", &id).map_err(|e| Error::corrupt(e.to_string()))?;
-                let json = take_record(buf, &mut pos, self.limits.max_record)?.to_vec();
+                let json = take_record(buf, &mut pos, self.limits.max_record)?;
+                if !canonical::is_canonical(json) {
+                    return Err(Error::corrupt(format!("document {id:?} is not canonical JSON")));
+                }
+                let json = json.to_vec();
                 if self.last_id.as_ref().is_some_and(|last| last.as_bytes() >= id.as_bytes()) {
                     return Err(Error::corrupt(format!("document {id:?} is out of order or duplicated")));
                 }
@@ -213,7 +222,7 @@ impl<R: Read> BundleReader<R> {
             }
             BlockKind::Commits => {
                 let json = take_record(buf, &mut pos, self.limits.max_record)?;
-                let commit: Commit = serde_json::from_slice(json).map_err(|e| Error::corrupt(format!("bad commit record: {e}")))?;
+                let commit: Commit = canonical::from_canonical(json, "commit record")?;
                 commit.validate().map_err(|e| Error::corrupt(e.to_string()))?;
                 let mut generation = 0;
                 for parent in &commit.parents {
@@ -271,6 +280,8 @@ impl<R: Read> BundleReader<R> {
         if self.stored.len() != stored_len as usize {
             return Err(Error::truncated(format!("bundle ends inside the block at offset {start}")));
         }
+        self.bytes.update(&header);
+        self.bytes.update(&self.stored);
         self.block.clear();
         if codec == CODEC_ZSTD {
             self.block.reserve_exact(raw_len as usize);
@@ -299,7 +310,7 @@ impl<R: Read> BundleReader<R> {
         hash_block(&mut self.digest, kind, &self.block);
         let item = match (kind, self.expect) {
             (BlockKind::Schema, Expect::Schema) => {
-                let schema = canonical::parse(&self.block).map_err(|e| Error::corrupt(format!("schema: {e}")))?;
+                let schema: Value = canonical::from_canonical(&self.block, "schema")?;
                 self.expect = Expect::Body;
                 Some(Item::Schema(schema))
             }
@@ -312,7 +323,10 @@ impl<R: Read> BundleReader<R> {
                 }
                 let name = std::str::from_utf8(&self.block[pos..pos + name_len]).map_err(|_| Error::corrupt("collection name is not UTF-8"))?.to_string();
                 validate_collection_name(&name).map_err(|e| Error::corrupt(e.to_string()))?;
-                let config = match canonical::parse(&self.block[pos + name_len..]) {
+                if let Some(entry) = self.fragment.as_ref().filter(|entry| entry.name != name) {
+                    return Err(Error::corrupt(format!("the table of contents points {:?} at collection {name:?}", entry.name)));
+                }
+                let config = match canonical::from_canonical(&self.block[pos + name_len..], "collection config") {
                     Ok(Value::Object(map)) => map,
                     _ => return Err(Error::corrupt(format!("collection {name:?} has a malformed config"))),
                 };
@@ -353,7 +367,7 @@ impl<R: Read> BundleReader<R> {
             (BlockKind::Branches, Expect::Body | Expect::Commits) => {
                 self.close_collection();
                 self.history_offset.get_or_insert(start);
-                let branches: BTreeMap<String, String> = serde_json::from_slice(&self.block).map_err(|e| Error::corrupt(format!("branches: {e}")))?;
+                let branches: BTreeMap<String, String> = canonical::from_canonical(&self.block, "branches")?;
                 for (name, head) in &branches {
                     validate_id("branch", name).map_err(|e| Error::corrupt(e.to_string()))?;
                     if !self.generations.contains_key(head) {
@@ -385,7 +399,7 @@ impl<R: Read> BundleReader<R> {
         if self.expect != Expect::Toc {
             return Err(Error::corrupt(format!("table of contents at offset {toc_offset} comes too early")));
         }
-        let toc: Toc = serde_json::from_slice(&self.block).map_err(|e| Error::corrupt(format!("table of contents: {e}")))?;
+        let toc: Toc = canonical::from_canonical(&self.block, "table of contents")?;
         self.block.clear();
         let computed = Toc {
             digest: self.digest.finalize().to_hex().to_string(),
@@ -407,8 +421,11 @@ impl<R: Read> BundleReader<R> {
             return Err(Error::truncated("bundle ends inside its trailer"));
         }
         let offset = u64::from_le_bytes(trailer[..8].try_into().map_err(|_| Error::corrupt("trailer"))?);
-        if trailer[8..] != END_MAGIC || offset != toc_offset {
+        if trailer[40..] != END_MAGIC || offset != toc_offset {
             return Err(Error::corrupt("bad trailer"));
+        }
+        if trailer[8..40] != *self.bytes.finalize().as_bytes() {
+            return Err(Error::corrupt("the bundle's bytes do not match the hash in its trailer"));
         }
         let mut extra = [0u8; 1];
         if read_full(&mut self.input, &mut extra)? != 0 {
@@ -478,7 +495,7 @@ pub fn read_toc<R: Read + Seek>(input: &mut R) -> Result<Toc> {
     input.seek(SeekFrom::Start(len - TRAILER_LEN as u64))?;
     let mut trailer = [0u8; TRAILER_LEN];
     input.read_exact(&mut trailer).map_err(|e| from_read(e, "trailer"))?;
-    if trailer[8..] != END_MAGIC {
+    if trailer[40..] != END_MAGIC {
         return Err(Error::truncated("bundle has no trailer (truncated?)"));
     }
     let toc_offset = u64::from_le_bytes(trailer[..8].try_into().map_err(|_| Error::corrupt("trailer"))?);
@@ -521,7 +538,7 @@ impl<R: Read> BundleReader<R> {
             }
             _ => return Err(Error::corrupt("table of contents block has a bad codec or lengths")),
         };
-        serde_json::from_slice(&raw).map_err(|e| Error::corrupt(format!("table of contents: {e}")))
+        canonical::from_canonical(&raw, "table of contents")
     }
 }
 

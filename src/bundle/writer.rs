@@ -54,6 +54,8 @@ pub struct BundleWriter<W: Write> {
     buf: Vec<u8>,
     buf_kind: BlockKind,
     digest: blake3::Hasher,
+    /// blake3 of every byte written (the trailer's `bytes_hash`).
+    bytes: blake3::Hasher,
     collection_hasher: Option<blake3::Hasher>,
     collections: Vec<TocCollection>,
     last_id: Option<String>,
@@ -75,6 +77,8 @@ impl<W: Write> BundleWriter<W> {
         header.extend_from_slice(&VERSION.to_le_bytes());
         header.extend_from_slice(&0u16.to_le_bytes());
         out.write_all(&header)?;
+        let mut bytes = blake3::Hasher::new();
+        bytes.update(&header);
         let mut writer = Self {
             out,
             offset: header.len() as u64,
@@ -84,6 +88,7 @@ impl<W: Write> BundleWriter<W> {
             buf: Vec::with_capacity(BLOCK_TARGET + 64 * 1024),
             buf_kind: BlockKind::Documents,
             digest: blake3::Hasher::new(),
+            bytes,
             collection_hasher: None,
             collections: Vec::new(),
             last_id: None,
@@ -233,8 +238,12 @@ impl<W: Write> BundleWriter<W> {
         let toc_block = encode_block(&mut new_zstd()?, BlockKind::Toc, &toc_json)?;
         let toc_offset = self.offset;
         self.out.write_all(&toc_block)?;
-        self.out.write_all(&toc_offset.to_le_bytes())?;
-        self.out.write_all(&END_MAGIC)?;
+        self.bytes.update(&toc_block);
+        let mut trailer = [0u8; super::TRAILER_LEN];
+        trailer[..8].copy_from_slice(&toc_offset.to_le_bytes());
+        trailer[8..40].copy_from_slice(self.bytes.finalize().as_bytes());
+        trailer[40..].copy_from_slice(&END_MAGIC);
+        self.out.write_all(&trailer)?;
         self.out.flush()?;
         let bytes = toc_offset + toc_block.len() as u64 + super::TRAILER_LEN as u64;
         Ok((self.out, Summary { toc, bytes }))
@@ -305,6 +314,7 @@ impl<W: Write> BundleWriter<W> {
                 Owner::Schema | Owner::History => {}
             }
             self.out.write_all(&block)?;
+            self.bytes.update(&block);
             self.offset += block.len() as u64;
             self.stored_bytes += block.len() as u64;
         }

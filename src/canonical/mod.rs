@@ -49,6 +49,29 @@ pub fn canonicalize(json: &[u8]) -> Result<Vec<u8>> {
     }
 }
 
+/// Whether `json` is exactly the canonical form of the value it encodes.
+/// Readers use it to refuse a second encoding of the same data (which would
+/// give the same snapshot a second digest).
+pub fn is_canonical(json: &[u8]) -> bool {
+    match transcode::transcode(json) {
+        Some(t) => t.json == json,
+        None => parse(json).and_then(|value| to_vec(&value)).is_ok_and(|c| c == json),
+    }
+}
+
+/// Parses `json`, which must be the canonical form of a value of type `T`
+/// (re-encoding the parsed value gives back exactly `json`); anything else is
+/// `CORRUPT`, `what` naming the record in the message.
+pub(crate) fn from_canonical<T: serde::de::DeserializeOwned + serde::Serialize>(json: &[u8], what: &str) -> Result<T> {
+    let value: Value = parse(json).map_err(|e| Error::corrupt(format!("{what}: {e}")))?;
+    let typed: T = serde_json::from_value(value).map_err(|e| Error::corrupt(format!("{what}: {e}")))?;
+    let again = serde_json::to_value(&typed).map_err(|e| Error::corrupt(format!("{what}: {e}")))?;
+    if to_vec(&again)? != json {
+        return Err(Error::corrupt(format!("{what} is not in canonical form")));
+    }
+    Ok(typed)
+}
+
 /// Canonicalizes one document given as JSON text and returns it with its id
 /// (see [`crate::snapshot::document_id`]). Takes the fast transcoding path
 /// when it can, the reference path otherwise; both give the same bytes.

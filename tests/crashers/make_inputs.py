@@ -35,7 +35,7 @@ def bundle_inputs():
         return bytes([kind, codec]) + struct.pack("<II", raw_len, stored_len) + payload
 
     good = seed("bundle_reader", "docs_history.cfb")
-    toc_offset = struct.unpack("<Q", good[-16:-8])[0]
+    toc_offset = struct.unpack("<Q", good[-48:-40])[0]
     out = {
         "empty__TRUNCATED": b"",
         "half_magic__TRUNCATED": B_MAGIC[:5],
@@ -69,7 +69,9 @@ def bundle_inputs():
         "valid_cut_in_trailer__TRUNCATED": good[:-5],
         "valid_trailing_byte__CORRUPT": good + b"\0",
         "valid_toc_flipped__CORRUPT": good[: toc_offset + 20] + bytes([good[toc_offset + 20] ^ 0x01]) + good[toc_offset + 21 :],
-        "valid_trailer_offset_wrong__CORRUPT": good[:-16] + struct.pack("<Q", toc_offset - 1) + good[-8:],
+        "valid_trailer_offset_wrong__CORRUPT": good[:-48] + struct.pack("<Q", toc_offset - 1) + good[-40:],
+        # the trailer's bytes_hash (blake3 of everything before the trailer) altered
+        "valid_bytes_hash_flipped__CORRUPT": good[:-30] + bytes([good[-30] ^ 0x01]) + good[-29:],
     }
     # One bit flipped in the high byte of the collection block's raw_len (at 35 + 2 + 3).
     body = bytearray(good)
