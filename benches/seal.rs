@@ -10,7 +10,8 @@
 //! setup (Argon2id, done once in `Encryptor::new` / when the header is
 //! pushed), which is printed separately; "default" feeds 8 MiB pushes like
 //! `SealWriter`/`OpenReader` (the CLI path), "whole" one push of the whole
-//! buffer; `seal_to_vec` / `open_to_vec` are timed end to end.
+//! buffer, both through `push_into` into one output buffer reused across
+//! rounds; `seal_to_vec` / `open_to_vec` are timed end to end.
 //!
 //! Environment: `COFFER_BENCH_MIB` (buffer size, default 256),
 //! `COFFER_BENCH_ROUNDS` (default 5; the median is printed),
@@ -77,10 +78,12 @@ enum Feed {
     Pieces(usize),
 }
 
-fn feed(push: &mut dyn FnMut(&[u8]) -> Vec<u8>, input: &[u8], how: Feed, out: &mut Vec<u8>) {
+/// Hands `input` to `push` (which appends its output to `out`, as
+/// `push_into` does) whole or in pieces.
+fn feed(push: &mut dyn FnMut(&[u8], &mut Vec<u8>), input: &[u8], how: Feed, out: &mut Vec<u8>) {
     match how {
-        Feed::Whole => out.extend_from_slice(&push(input)),
-        Feed::Pieces(n) => input.chunks(n).for_each(|c| out.extend_from_slice(&push(c))),
+        Feed::Whole => push(input, out),
+        Feed::Pieces(n) => input.chunks(n).for_each(|c| push(c, out)),
     }
 }
 
@@ -91,8 +94,8 @@ fn seal_stream(plain: &[u8], options: &SealOptions, how: Feed, out: &mut Vec<u8>
     out.clear();
     out.extend_from_slice(&enc.take_header().expect("header"));
     let ((), wall, cpu) = timed(|| {
-        feed(&mut |c| enc.push(c).expect("push"), plain, how, out);
-        out.extend_from_slice(&enc.finish().expect("finish"));
+        feed(&mut |c, out| enc.push_into(c, out).expect("push"), plain, how, out);
+        enc.finish_into(out).expect("finish");
     });
     (setup, wall, cpu)
 }
@@ -106,7 +109,7 @@ fn open_stream(sealed: &[u8], threads: usize, how: Feed, out: &mut Vec<u8>) -> (
     assert!(head.is_empty());
     out.clear();
     let ((), wall, cpu) = timed(|| {
-        feed(&mut |c| dec.push(c).expect("push"), &sealed[header_len..], how, out);
+        feed(&mut |c, out| dec.push_into(c, out).expect("push"), &sealed[header_len..], how, out);
         out.extend_from_slice(&dec.finish().expect("finish"));
     });
     (setup, wall, cpu)

@@ -162,6 +162,7 @@ impl FromStr for PublicKey {
 
 /// An X25519 private key, written `COFFER-SECRET-KEY-1…` (bech32, upper
 /// case). Zeroized on drop; its `Debug` shows only the public key.
+#[derive(Clone)]
 pub struct Identity {
     secret: x25519_dalek::StaticSecret,
 }

@@ -168,15 +168,16 @@ pub fn seal_to_vec(data: &[u8], recipients: &[Recipient], options: &SealOptions)
 pub fn seal_to_vec_with(data: &[u8], recipients: &[Recipient], options: &SealOptions, rng: &mut dyn RandomSource) -> Result<Vec<u8>> {
     let mut enc = Encryptor::with_random(recipients, options, rng)?;
     let mut out = Vec::with_capacity(data.len() + data.len() / 4096 + 1024);
-    out.extend_from_slice(&enc.push(data)?);
-    out.extend_from_slice(&enc.finish()?);
+    enc.push_into(data, &mut out)?;
+    enc.finish_into(&mut out)?;
     Ok(out)
 }
 
 /// Opens a sealed file in memory.
 pub fn open_to_vec(sealed: &[u8], keys: &[Key], limits: &OpenLimits) -> Result<Vec<u8>> {
     let mut dec = Decryptor::new(keys, limits.clone());
-    let mut out = dec.push(sealed)?;
+    let mut out = Vec::with_capacity(sealed.len());
+    dec.push_into(sealed, &mut out)?;
     out.extend_from_slice(&dec.finish()?);
     Ok(out)
 }

@@ -4,8 +4,8 @@
 
 use std::io::{self, Read, Write};
 
-use aead_stream::{NewStream, StreamBE32, StreamPrimitive};
-use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::inout::InOutBuf;
+use aes_gcm::{AeadInOut, Aes256Gcm, KeyInit};
 use zeroize::Zeroizing;
 
 use super::header::{Header, Stanza, NONCE_LEN, PREFIX_LEN};
@@ -27,77 +27,73 @@ pub fn segment_nonce(counter: u32, last: bool) -> [u8; 12] {
     nonce
 }
 
-/// The STREAM primitive for a payload key.
-struct Stream(StreamBE32<Aes256Gcm>);
+/// STREAM (Hoang, Reyhanitabar, Rogaway, Vizár 2015) over AES-256-GCM, BE32
+/// flavour: segment `i` is sealed with nonce [`segment_nonce`]`(i, last)`.
+///
+/// The `aead-stream` crate implements the same construction (its
+/// `StreamBE32` with an all-zero 7-byte prefix gives these exact nonces; a
+/// test below checks the two agree byte for byte), but only in place on an
+/// `aead::Buffer`. Calling the AEAD's in/out API directly lets a segment be
+/// encrypted from the caller's plaintext straight into the output, and
+/// decrypted from the input straight into the output, with no extra copy.
+struct Stream(Aes256Gcm);
 
 impl Stream {
     fn new(payload_key: &[u8; 32]) -> Self {
-        Stream(StreamBE32::new(payload_key.into(), &Default::default()))
+        Stream(Aes256Gcm::new(payload_key.into()))
     }
 
-    /// Encrypts `buf[..len - TAG_LEN]` in place, writing the tag after it.
-    fn seal(&self, counter: u32, last: bool, buf: &mut [u8]) -> Result<()> {
-        let len = buf.len() - TAG_LEN;
-        let mut b = SliceBuffer { buf, len };
-        self.0.encrypt_in_place(counter, last, &[], &mut b).map_err(|_| Error::invalid("segment encryption failed"))
-    }
-
-    /// Decrypts a ciphertext segment (plaintext ‖ tag) in place. On failure
-    /// the buffer is unchanged (AES-GCM checks the tag before decrypting).
-    fn open(&self, counter: u32, last: bool, buf: &mut [u8]) -> bool {
-        let len = buf.len();
-        let mut b = SliceBuffer { buf, len };
-        self.0.decrypt_in_place(counter, last, &[], &mut b).is_ok()
-    }
-}
-
-/// `aead::Buffer` over a fixed slice (the crate offers it for `Vec` only).
-/// Lets segments be processed in place inside one large buffer, in parallel.
-struct SliceBuffer<'a> {
-    buf: &'a mut [u8],
-    len: usize,
-}
-
-impl AsRef<[u8]> for SliceBuffer<'_> {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
-impl AsMut<[u8]> for SliceBuffer<'_> {
-    fn as_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[..self.len]
-    }
-}
-impl aes_gcm::aead::Buffer for SliceBuffer<'_> {
-    fn extend_from_slice(&mut self, other: &[u8]) -> aes_gcm::aead::Result<()> {
-        let end = self.len.checked_add(other.len()).filter(|&e| e <= self.buf.len()).ok_or(aes_gcm::aead::Error)?;
-        self.buf[self.len..end].copy_from_slice(other);
-        self.len = end;
+    /// Encrypts `plain` into `out` (`plain.len() + TAG_LEN` bytes: ciphertext ‖ tag).
+    fn seal(&self, counter: u32, last: bool, plain: &[u8], out: &mut [u8]) -> Result<()> {
+        let failed = || Error::invalid("segment encryption failed");
+        let (body, tag) = out.split_at_mut(plain.len());
+        let buf = InOutBuf::new(plain, body).map_err(|_| failed())?;
+        let t = self.0.encrypt_inout_detached(&segment_nonce(counter, last).into(), &[], buf).map_err(|_| failed())?;
+        tag.copy_from_slice(&t);
         Ok(())
     }
-    fn truncate(&mut self, len: usize) {
-        self.len = self.len.min(len);
+
+    /// Decrypts `sealed` (ciphertext ‖ tag) into `out` (`sealed.len() - TAG_LEN`
+    /// bytes). AES-GCM checks the tag first: on failure nothing is written.
+    fn open(&self, counter: u32, last: bool, sealed: &[u8], out: &mut [u8]) -> bool {
+        let Some(split) = sealed.len().checked_sub(TAG_LEN) else { return false };
+        let (body, tag) = sealed.split_at(split);
+        let (Ok(buf), Ok(tag)) = (InOutBuf::new(body, out), <[u8; TAG_LEN]>::try_from(tag)) else { return false };
+        self.0.decrypt_inout_detached(&segment_nonce(counter, last).into(), &[], buf, (&tag).into()).is_ok()
+    }
+
+    /// Decrypts ciphertext ‖ tag in place; on success the plaintext is
+    /// `buf[..len - TAG_LEN]`. On failure the buffer is unchanged.
+    fn open_in_place(&self, counter: u32, last: bool, buf: &mut [u8]) -> bool {
+        let Some(split) = buf.len().checked_sub(TAG_LEN) else { return false };
+        let (body, tag) = buf.split_at_mut(split);
+        let Ok(tag) = <[u8; TAG_LEN]>::try_from(&*tag) else { return false };
+        self.0.decrypt_inout_detached(&segment_nonce(counter, last).into(), &[], body.into(), (&tag).into()).is_ok()
     }
 }
 
-/// Runs `job(index, chunk)` over `chunks`, on up to `threads` threads.
-fn for_each_parallel<T: Send>(chunks: Vec<T>, threads: usize, job: impl Fn(T) -> Result<()> + Sync) -> Result<()> {
+/// Runs `job` over every item of `jobs`, on up to `threads` threads (the
+/// calling thread is one of them).
+fn for_each_parallel<T: Send>(jobs: Vec<T>, threads: usize, job: impl Fn(T) -> Result<()> + Sync) -> Result<()> {
     #[cfg(not(target_arch = "wasm32"))]
-    if threads > 1 && chunks.len() > 1 {
-        let per = chunks.len().div_ceil(threads);
+    if threads > 1 && jobs.len() > 1 {
+        let per = jobs.len().div_ceil(threads.min(jobs.len()));
         let mut groups: Vec<Vec<T>> = Vec::new();
-        let mut iter = chunks.into_iter().peekable();
+        let mut iter = jobs.into_iter().peekable();
         while iter.peek().is_some() {
             groups.push(iter.by_ref().take(per).collect());
         }
+        let mine = groups.pop().unwrap_or_default();
         let job = &job;
         return std::thread::scope(|s| {
             let handles: Vec<_> = groups.into_iter().map(|g| s.spawn(move || g.into_iter().try_for_each(job))).collect();
-            handles.into_iter().try_for_each(|h| h.join().map_err(|_| Error::Io(io::Error::other("worker panicked")))?)
+            let here = mine.into_iter().try_for_each(job);
+            let there = handles.into_iter().try_for_each(|h| h.join().map_err(|_| Error::Io(io::Error::other("worker panicked")))?);
+            here.and(there)
         });
     }
     let _ = threads;
-    chunks.into_iter().try_for_each(job)
+    jobs.into_iter().try_for_each(job)
 }
 
 fn default_threads(requested: usize) -> usize {
@@ -218,51 +214,95 @@ impl Encryptor {
 
     /// Adds plaintext; returns the ciphertext that can be emitted so far.
     pub fn push(&mut self, data: &[u8]) -> Result<Vec<u8>> {
-        let mut out = self.header.take().unwrap_or_default();
-        self.pending.extend_from_slice(data);
-        if self.pending.len() > self.segment {
-            // Keep at least one byte back: only then is every emitted segment known not to be last.
-            let full = (self.pending.len() - 1) / self.segment;
-            self.seal_segments(full, false, &mut out)?;
-        }
+        let mut out = Vec::new();
+        self.push_into(data, &mut out)?;
         Ok(out)
+    }
+
+    /// Adds plaintext and appends the ciphertext that can be emitted so far
+    /// to `out` (reuse one `out` across calls to avoid fresh allocations).
+    ///
+    /// Full segments are encrypted straight from `data` into `out`; only the
+    /// tail that does not fill a segment, or that might be the last one, is
+    /// kept back (at most one segment). On error `out` is left as it was.
+    pub fn push_into(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let start = out.len();
+        let result = (|| {
+            if let Some(header) = self.header.take() {
+                out.extend_from_slice(&header);
+            }
+            let seg = self.segment;
+            if !self.pending.is_empty() {
+                // Fill the held-back segment; seal it only if more data follows it.
+                let need = seg - self.pending.len();
+                if data.len() <= need {
+                    self.pending.extend_from_slice(data);
+                    return Ok(());
+                }
+                self.pending.extend_from_slice(&data[..need]);
+                data = &data[need..];
+                let full = std::mem::take(&mut self.pending);
+                let sealed = self.seal_run(&full, false, out);
+                self.pending = full;
+                self.pending.clear();
+                sealed?;
+            }
+            if data.len() > seg {
+                // Keep at least one byte back: only then is every sealed segment known not to be last.
+                let run = (data.len() - 1) / seg * seg;
+                self.seal_run(&data[..run], false, out)?;
+                data = &data[run..];
+            }
+            self.pending.extend_from_slice(data);
+            Ok(())
+        })();
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
     }
 
     /// Seals the final segment; returns the remaining ciphertext.
-    pub fn finish(mut self) -> Result<Vec<u8>> {
-        let mut out = self.header.take().unwrap_or_default();
-        // pending holds 1..=segment bytes, or 0 when nothing was pushed at all.
-        self.seal_segments(1, true, &mut out)?;
+    pub fn finish(self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.finish_into(&mut out)?;
         Ok(out)
     }
 
-    /// Seals `count` segments from `pending` (the last of them flagged
-    /// `last` if set) and appends them to `out`.
-    fn seal_segments(&mut self, count: usize, last: bool, out: &mut Vec<u8>) -> Result<()> {
-        let take = if last { self.pending.len() } else { count * self.segment };
-        let start = out.len();
+    /// Seals the final segment and appends the remaining ciphertext to `out`.
+    pub fn finish_into(mut self, out: &mut Vec<u8>) -> Result<()> {
+        if let Some(header) = self.header.take() {
+            out.extend_from_slice(&header);
+        }
+        // pending holds 1..=segment bytes, or 0 when nothing was pushed at all.
+        let pending = std::mem::take(&mut self.pending);
+        self.seal_run(&pending, true, out)
+    }
+
+    /// Seals `plain` and appends it to `out`: whole segments when `last` is
+    /// false (`plain` is a multiple of the segment size), else the one final
+    /// segment (`plain` holds at most one segment).
+    fn seal_run(&mut self, plain: &[u8], last: bool, out: &mut Vec<u8>) -> Result<()> {
         let seg = self.segment;
-        let segments = if last { 1 } else { count };
-        out.resize(start + take + segments * TAG_LEN, 0);
-        let mut jobs = Vec::with_capacity(segments);
-        let mut rest = &mut out[start..];
-        let mut plain = &self.pending[..take];
-        for i in 0..segments {
-            let n = plain.len().min(seg);
-            let (chunk, tail) = std::mem::take(&mut rest).split_at_mut(n + TAG_LEN);
-            chunk[..n].copy_from_slice(&plain[..n]);
-            plain = &plain[n..];
-            rest = tail;
-            let counter = self.counter.checked_add(i as u32).ok_or_else(|| Error::limit("too many segments"))?;
-            jobs.push((counter, last && i + 1 == segments, chunk));
-        }
-        if segments > 0 && self.counter.checked_add(segments as u32).is_none() {
-            return Err(Error::limit("too many segments"));
-        }
+        let segments = if last { 1 } else { plain.len() / seg };
+        let next = self.counter.checked_add(segments as u32).filter(|_| segments <= u32::MAX as usize);
+        let next = match (next, last) {
+            (Some(n), _) => n,
+            // The final segment may use the very last counter value.
+            (None, true) => self.counter,
+            (None, false) => return Err(Error::limit("too many segments")),
+        };
+        let start = out.len();
+        out.resize(start + plain.len() + segments * TAG_LEN, 0);
         let stream = &self.stream;
-        for_each_parallel(jobs, self.threads, |(counter, last, chunk)| stream.seal(counter, last, chunk))?;
-        self.counter = self.counter.wrapping_add(segments as u32);
-        self.pending.drain(..take);
+        let base = self.counter;
+        if last {
+            stream.seal(base, true, plain, &mut out[start..])?;
+        } else {
+            let jobs: Vec<_> = plain.chunks(seg).zip(out[start..].chunks_mut(seg + TAG_LEN)).enumerate().collect();
+            for_each_parallel(jobs, self.threads, |(i, (p, o))| stream.seal(base + i as u32, false, p, o))?;
+        }
+        self.counter = next;
         Ok(())
     }
 }
@@ -334,15 +374,26 @@ impl Decryptor {
     }
 
     /// Adds sealed bytes; returns the plaintext verified so far.
-    pub fn push(&mut self, mut data: &[u8]) -> Result<Vec<u8>> {
-        let result = self.push_inner(&mut data);
+    pub fn push(&mut self, data: &[u8]) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.push_into(data, &mut out)?;
+        Ok(out)
+    }
+
+    /// Adds sealed bytes and appends the plaintext verified so far to `out`.
+    /// Whole segments are decrypted straight from `data` into `out`. On
+    /// error `out` is left as it was and the decryptor is spent.
+    pub fn push_into(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let start = out.len();
+        let result = self.push_inner(&mut data, out);
         if result.is_err() {
+            out.truncate(start);
             self.state = DecState::Done;
         }
         result
     }
 
-    fn push_inner(&mut self, data: &mut &[u8]) -> Result<Vec<u8>> {
+    fn push_inner(&mut self, data: &mut &[u8], out: &mut Vec<u8>) -> Result<()> {
         if let DecState::Header(buf) = &mut self.state {
             if buf.len() < PREFIX_LEN {
                 let n = (PREFIX_LEN - buf.len()).min(data.len());
@@ -350,7 +401,7 @@ impl Decryptor {
                 *data = &data[n..];
                 if buf.len() < PREFIX_LEN {
                     Header::total_len(buf).map(|_| ()).or_else(|e| if e.code() == "TRUNCATED" { Ok(()) } else { Err(e) })?;
-                    return Ok(Vec::new());
+                    return Ok(());
                 }
             }
             let total = Header::total_len(buf)?;
@@ -358,7 +409,7 @@ impl Decryptor {
             buf.extend_from_slice(&data[..n]);
             *data = &data[n..];
             if buf.len() < total {
-                return Ok(Vec::new());
+                return Ok(());
             }
             let header = Header::parse(buf, &self.limits)?;
             let file_key = unlock(&self.keys, &header)?;
@@ -371,19 +422,30 @@ impl Decryptor {
         let threads = self.threads;
         match &mut self.state {
             DecState::Body { stream, segment, counter, pending, .. } => {
-                pending.extend_from_slice(data);
                 let unit = *segment + TAG_LEN;
-                if pending.len() <= unit {
-                    return Ok(Vec::new());
+                if !pending.is_empty() {
+                    // Fill the held-back segment; open it only if more data follows it.
+                    let need = unit - pending.len();
+                    if data.len() <= need {
+                        pending.extend_from_slice(data);
+                        return Ok(());
+                    }
+                    pending.extend_from_slice(&data[..need]);
+                    *data = &data[need..];
+                    open_run(stream, counter, pending, unit, threads, out)?;
+                    pending.clear();
                 }
-                // Every complete segment followed by more data is not the last one.
-                let count = (pending.len() - 1) / unit;
-                let mut out = Vec::new();
-                open_segments(stream, counter, pending, count, unit, threads, &mut out)?;
-                Ok(out)
+                if data.len() > unit {
+                    // Every complete segment followed by more data is not the last one.
+                    let run = (data.len() - 1) / unit * unit;
+                    open_run(stream, counter, &data[..run], unit, threads, out)?;
+                    *data = &data[run..];
+                }
+                pending.extend_from_slice(data);
+                Ok(())
             }
             DecState::Done => Err(Error::invalid("decryptor already failed or finished")),
-            DecState::Header(_) => Ok(Vec::new()),
+            DecState::Header(_) => Ok(()),
         }
     }
 
@@ -399,14 +461,14 @@ impl Decryptor {
                 if pending.len() < TAG_LEN {
                     return Err(Error::truncated("input ends before the final segment"));
                 }
-                if stream.open(counter, true, &mut pending) {
+                if stream.open_in_place(counter, true, &mut pending) {
                     pending.truncate(pending.len() - TAG_LEN);
                     if pending.is_empty() && counter > 0 {
                         return Err(Error::corrupt("empty final segment after a full one"));
                     }
                     return Ok(pending);
                 }
-                if pending.len() == segment + TAG_LEN && stream.open(counter, false, &mut pending) {
+                if pending.len() == segment + TAG_LEN && stream.open_in_place(counter, false, &mut pending) {
                     return Err(Error::truncated("input ends at a segment boundary: the final segment is missing"));
                 }
                 Err(Error::corrupt(format!("segment {counter} failed authentication (damaged or truncated)")))
@@ -419,7 +481,7 @@ fn key_refs(keys: &[Key]) -> Vec<KeyRef> {
     keys.iter()
         .filter_map(|k| match k {
             Key::Passphrase(p) => Some(KeyRef::Passphrase(p.clone())),
-            Key::Identity(id) => id.to_secret_string().parse().ok().map(KeyRef::Identity),
+            Key::Identity(id) => Some(KeyRef::Identity(id.clone())),
         })
         .collect()
 }
@@ -452,31 +514,31 @@ fn unlock(candidates: &[KeyRef], header: &Header) -> Result<FileKey> {
     Err(Error::WrongKey(if has_passphrase { "wrong passphrase".into() } else { "no given identity is a recipient of this file".into() }))
 }
 
-/// Opens `count` non-final segments from the front of `pending`, appending
-/// their plaintext to `out` only once every one of them has verified.
-fn open_segments(stream: &Stream, counter: &mut u32, pending: &mut Vec<u8>, count: usize, unit: usize, threads: usize, out: &mut Vec<u8>) -> Result<()> {
-    if counter.checked_add(count as u32).is_none() {
-        return Err(Error::limit("too many segments"));
-    }
+/// Opens `sealed`, whole non-final segments, into `out`. `out` only grows
+/// once every one of them has verified (a failing run leaves it as it was).
+fn open_run(stream: &Stream, counter: &mut u32, sealed: &[u8], unit: usize, threads: usize, out: &mut Vec<u8>) -> Result<()> {
+    let count = sealed.len() / unit;
+    let next = counter.checked_add(count as u32).filter(|_| count <= u32::MAX as usize).ok_or_else(|| Error::limit("too many segments"))?;
     let base = *counter;
-    let region = &mut pending[..count * unit];
-    let jobs: Vec<(u32, &mut [u8])> = region.chunks_mut(unit).enumerate().map(|(i, c)| (base + i as u32, c)).collect();
-    for_each_parallel(jobs, threads, |(i, chunk)| {
-        if stream.open(i, false, chunk) {
+    let start = out.len();
+    out.resize(start + count * (unit - TAG_LEN), 0);
+    let jobs: Vec<_> = sealed.chunks(unit).zip(out[start..].chunks_mut(unit - TAG_LEN)).enumerate().collect();
+    let opened = for_each_parallel(jobs, threads, |(i, (chunk, plain))| {
+        let i = base + i as u32;
+        if stream.open(i, false, chunk, plain) {
             return Ok(());
         }
         // Authentic as a final segment, yet more bytes follow: appended data.
-        if stream.open(i, true, chunk) {
+        if stream.open(i, true, chunk, plain) {
             return Err(Error::corrupt("data follows the final segment"));
         }
         Err(Error::corrupt(format!("segment {i} failed authentication (damaged, reordered or truncated)")))
-    })?;
-    out.reserve(count * (unit - TAG_LEN));
-    for chunk in pending[..count * unit].chunks(unit) {
-        out.extend_from_slice(&chunk[..unit - TAG_LEN]);
+    });
+    if let Err(e) = opened {
+        out.truncate(start);
+        return Err(e);
     }
-    pending.drain(..count * unit);
-    *counter = base + count as u32;
+    *counter = next;
     Ok(())
 }
 
@@ -486,7 +548,10 @@ fn open_segments(stream: &Stream, counter: &mut u32, pending: &mut Vec<u8>, coun
 pub struct SealWriter<W: Write> {
     out: W,
     enc: Encryptor,
+    /// Plaintext gathered until a batch of segments is ready.
     buf: Vec<u8>,
+    /// Ciphertext of the last batch (reused: no allocation per batch).
+    sealed: Vec<u8>,
     batch: usize,
 }
 
@@ -503,7 +568,7 @@ impl<W: Write> SealWriter<W> {
             out.write_all(&header)?;
         }
         let batch = enc.segment_size() * BATCH_SEGMENTS;
-        Ok(Self { out, enc, buf: Vec::with_capacity(batch + 1), batch })
+        Ok(Self { out, enc, buf: Vec::with_capacity(batch), sealed: Vec::with_capacity(batch + BATCH_SEGMENTS * TAG_LEN), batch })
     }
 
     /// The header information of the file being written.
@@ -513,25 +578,36 @@ impl<W: Write> SealWriter<W> {
 
     /// Seals the final segment, flushes, and returns the output.
     pub fn finish(mut self) -> Result<W> {
-        let rest = std::mem::take(&mut self.buf);
-        let ct = self.enc.push(&rest)?;
-        self.out.write_all(&ct)?;
-        let ct = self.enc.finish()?;
-        self.out.write_all(&ct)?;
+        self.sealed.clear();
+        self.enc.push_into(&self.buf, &mut self.sealed)?;
+        self.enc.finish_into(&mut self.sealed)?;
+        self.out.write_all(&self.sealed)?;
         self.out.flush()?;
         Ok(self.out)
+    }
+
+    fn seal(&mut self, plain: Option<&[u8]>) -> Result<()> {
+        self.sealed.clear();
+        self.enc.push_into(plain.unwrap_or(&self.buf), &mut self.sealed)?;
+        self.buf.clear();
+        self.out.write_all(&self.sealed)?;
+        Ok(())
     }
 }
 
 impl<W: Write> Write for SealWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() > self.batch {
-            let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(self.batch + 1));
-            let ct = self.enc.push(&chunk)?;
-            self.out.write_all(&ct)?;
+        if self.buf.is_empty() && data.len() >= self.batch {
+            // A batch is sealed straight from the caller's buffer (`write_all` comes back for the rest).
+            self.seal(Some(&data[..self.batch]))?;
+            return Ok(self.batch);
         }
-        Ok(data.len())
+        let n = data.len().min(self.batch - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == self.batch {
+            self.seal(None)?;
+        }
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -563,7 +639,7 @@ impl<R: Read> OpenReader<R> {
                 let dec = reader.dec.take();
                 return Err(dec.map_or_else(|| Error::truncated("empty input"), |d| d.finish().err().unwrap_or_else(|| Error::truncated("empty input"))));
             }
-            reader.out = dec.push(&reader.chunk[..n])?;
+            dec.push_into(&reader.chunk[..n], &mut reader.out)?;
         }
         reader.chunk = vec![0; BATCH_SEGMENTS * reader.dec.as_ref().and_then(|d| d.payload_key()).map_or(1 << 20, |(_, s)| s + TAG_LEN)];
         Ok(reader)
@@ -579,12 +655,13 @@ impl<R: Read> OpenReader<R> {
             let Some(dec) = self.dec.as_mut() else { return Ok(()) };
             let n = read_full(&mut self.input, &mut self.chunk)?;
             self.pos = 0;
+            self.out.clear();
             if n == 0 {
                 let dec = self.dec.take().ok_or_else(|| Error::invalid("finished"))?;
                 self.out = dec.finish()?;
                 return Ok(());
             }
-            self.out = dec.push(&self.chunk[..n])?;
+            dec.push_into(&self.chunk[..n], &mut self.out)?;
         }
         Ok(())
     }
@@ -697,8 +774,8 @@ impl<R: Read + io::Seek> SeekReader<R> {
             return Err(Error::truncated("the file became shorter while being read"));
         }
         let counter = u32::try_from(index).map_err(|_| Error::limit("too many segments"))?;
-        if !self.stream.open(counter, last, &mut buf) {
-            if last && buf.len() == unit as usize && self.stream.open(counter, false, &mut buf) {
+        if !self.stream.open_in_place(counter, last, &mut buf) {
+            if last && buf.len() == unit as usize && self.stream.open_in_place(counter, false, &mut buf) {
                 return Err(Error::truncated("input ends at a segment boundary: the final segment is missing"));
             }
             return Err(Error::corrupt(format!("segment {index} failed authentication")));
@@ -735,5 +812,78 @@ impl<R: Read + io::Seek> io::Seek for SeekReader<R> {
         let target = target.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
         self.pos = target;
         Ok(target)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aead_stream::{NewStream, StreamBE32, StreamPrimitive};
+
+    /// Our segments are exactly `aead-stream`'s STREAM-BE32 (all-zero prefix).
+    #[test]
+    fn segments_are_aead_stream_be32() {
+        let key = [7u8; 32];
+        let ours = Stream::new(&key);
+        let reference: StreamBE32<Aes256Gcm> = StreamBE32::new((&key).into(), &Default::default());
+        for (counter, last, len) in [(0u32, false, 1000usize), (1, false, 17), (5, true, 3), (u32::MAX, true, 0)] {
+            let plain: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut sealed = vec![0u8; len + TAG_LEN];
+            ours.seal(counter, last, &plain, &mut sealed).unwrap();
+            let mut expected = plain.clone();
+            reference.encrypt_in_place(counter, last, &[], &mut expected).unwrap();
+            assert_eq!(sealed, expected, "segment {counter} last={last}");
+            let mut opened = vec![0u8; len];
+            assert!(ours.open(counter, last, &sealed, &mut opened));
+            assert_eq!(opened, plain);
+            assert!(!ours.open(counter, !last, &sealed, &mut opened), "the last flag is authenticated");
+            let mut in_place = sealed.clone();
+            assert!(ours.open_in_place(counter, last, &mut in_place));
+            assert_eq!(&in_place[..len], plain.as_slice());
+        }
+    }
+
+    /// Any split of the input into pushes gives the same bytes, and a failed
+    /// push leaves the caller's output as it was.
+    #[test]
+    fn push_into_is_split_independent_and_leaves_output_alone_on_error() {
+        let options = SealOptions { segment_log2: 14, threads: 2, ..SealOptions::default() };
+        let plain: Vec<u8> = (0..100_000u32).map(|i| (i * 7 + i / 255) as u8).collect();
+        let recipients = [Recipient::X25519(keys::Identity::generate_with(&mut super::super::DeterministicRandom::new(b"id")).unwrap().public())];
+        let seal_with = |splits: &[usize]| {
+            let mut enc = Encryptor::with_random(&recipients, &options, &mut super::super::DeterministicRandom::new(b"seal")).unwrap();
+            let mut out = Vec::new();
+            let mut rest = plain.as_slice();
+            for &n in splits {
+                let n = n.min(rest.len());
+                enc.push_into(&rest[..n], &mut out).unwrap();
+                rest = &rest[n..];
+            }
+            enc.push_into(rest, &mut out).unwrap();
+            enc.finish_into(&mut out).unwrap();
+            out
+        };
+        let whole = seal_with(&[]);
+        for splits in [&[1usize, 16383, 16384, 16385][..], &[16384 * 3], &[5000; 20], &[0, 0, 99_999]] {
+            assert!(seal_with(splits) == whole, "splits {splits:?} change the bytes");
+        }
+        let identity = keys::Identity::generate_with(&mut super::super::DeterministicRandom::new(b"id")).unwrap();
+        let keys = [Key::Identity(identity)];
+        for piece in [1usize, 1000, 16400, 40_000, whole.len()] {
+            let mut dec = Decryptor::new(&keys, OpenLimits::default());
+            let mut out = Vec::new();
+            for chunk in whole.chunks(piece) {
+                dec.push_into(chunk, &mut out).unwrap();
+            }
+            out.extend_from_slice(&dec.finish().unwrap());
+            assert!(out == plain, "pieces of {piece}");
+        }
+        let mut damaged = whole.clone();
+        let at = whole.len() / 2;
+        damaged[at] ^= 1;
+        let mut dec = Decryptor::new(&keys, OpenLimits::default());
+        let mut out = b"kept".to_vec();
+        assert_eq!(dec.push_into(&damaged, &mut out).unwrap_err().code(), "CORRUPT");
+        assert_eq!(out, b"kept");
     }
 }
