@@ -258,43 +258,7 @@ impl<R: Read> BundleReader<R> {
         if got < BLOCK_HEADER_LEN {
             return Err(Error::truncated(format!("bundle ends inside a block header at offset {start}")));
         }
-        let kind = BlockKind::from_u8(header[0])?;
-        let codec = header[1];
-        let raw_len = u32::from_le_bytes([header[2], header[3], header[4], header[5]]);
-        let stored_len = u32::from_le_bytes([header[6], header[7], header[8], header[9]]);
-        if raw_len > self.limits.max_block_raw.min(MAX_BLOCK_RAW) {
-            return Err(Error::limit(format!("block of {raw_len} bytes at offset {start}; the limit is {}", self.limits.max_block_raw)));
-        }
-        match codec {
-            CODEC_STORED if stored_len == raw_len => {}
-            CODEC_ZSTD if stored_len < raw_len => {
-                if !within_ratio(raw_len.into(), stored_len.into()) {
-                    return Err(Error::limit(format!("block at offset {start} claims a compression ratio above the limit")));
-                }
-            }
-            CODEC_STORED | CODEC_ZSTD => return Err(Error::corrupt(format!("block at offset {start} has inconsistent lengths"))),
-            other => return Err(Error::corrupt(format!("unknown codec {other} at offset {start}"))),
-        }
-        self.stored.clear();
-        (&mut self.input).take(stored_len.into()).read_to_end(&mut self.stored).map_err(|e| from_read(e, "block"))?;
-        if self.stored.len() != stored_len as usize {
-            return Err(Error::truncated(format!("bundle ends inside the block at offset {start}")));
-        }
-        self.bytes.update(&header);
-        self.bytes.update(&self.stored);
-        self.block.clear();
-        if codec == CODEC_ZSTD {
-            self.block.reserve_exact(raw_len as usize);
-            let n = self
-                .zstd
-                .decompress_to_buffer(&self.stored, &mut self.block)
-                .map_err(|e| Error::corrupt(format!("block at offset {start} does not decompress: {e}")))?;
-            if n != raw_len as usize {
-                return Err(Error::corrupt(format!("block at offset {start} decompresses to {n} bytes, not {raw_len}")));
-            }
-        } else {
-            self.block.extend_from_slice(&self.stored);
-        }
+        let (kind, raw_len, stored_len) = self.read_payload(&header, start)?;
         let block_len = (BLOCK_HEADER_LEN as u64) + u64::from(stored_len);
         self.offset += block_len;
         self.cursor = 0;
@@ -385,6 +349,51 @@ impl<R: Read> BundleReader<R> {
             self.block.clear();
         }
         Ok(item)
+    }
+
+    /// Reads the payload of the block whose header is `header` (at offset
+    /// `start`): checks kind, codec and lengths against the format's and the
+    /// reader's limits, adds the stored bytes to the trailer hash, and leaves
+    /// the raw payload in `self.block`. Returns kind, raw and stored lengths.
+    fn read_payload(&mut self, header: &[u8; BLOCK_HEADER_LEN], start: u64) -> Result<(BlockKind, u32, u32)> {
+        let kind = BlockKind::from_u8(header[0])?;
+        let codec = header[1];
+        let raw_len = u32::from_le_bytes([header[2], header[3], header[4], header[5]]);
+        let stored_len = u32::from_le_bytes([header[6], header[7], header[8], header[9]]);
+        if raw_len > self.limits.max_block_raw.min(MAX_BLOCK_RAW) {
+            return Err(Error::limit(format!("block of {raw_len} bytes at offset {start}; the limit is {}", self.limits.max_block_raw)));
+        }
+        match codec {
+            CODEC_STORED if stored_len == raw_len => {}
+            CODEC_ZSTD if stored_len < raw_len => {
+                if !within_ratio(raw_len.into(), stored_len.into()) {
+                    return Err(Error::limit(format!("block at offset {start} claims a compression ratio above the limit")));
+                }
+            }
+            CODEC_STORED | CODEC_ZSTD => return Err(Error::corrupt(format!("block at offset {start} has inconsistent lengths"))),
+            other => return Err(Error::corrupt(format!("unknown codec {other} at offset {start}"))),
+        }
+        self.stored.clear();
+        (&mut self.input).take(stored_len.into()).read_to_end(&mut self.stored).map_err(|e| from_read(e, "block"))?;
+        if self.stored.len() != stored_len as usize {
+            return Err(Error::truncated(format!("bundle ends inside the block at offset {start}")));
+        }
+        self.bytes.update(header);
+        self.bytes.update(&self.stored);
+        self.block.clear();
+        if codec == CODEC_ZSTD {
+            self.block.reserve_exact(raw_len as usize);
+            let n = self
+                .zstd
+                .decompress_to_buffer(&self.stored, &mut self.block)
+                .map_err(|e| Error::corrupt(format!("block at offset {start} does not decompress: {e}")))?;
+            if n != raw_len as usize {
+                return Err(Error::corrupt(format!("block at offset {start} decompresses to {n} bytes, not {raw_len}")));
+            }
+        } else {
+            self.block.extend_from_slice(&self.stored);
+        }
+        Ok((kind, raw_len, stored_len))
     }
 
     fn close_collection(&mut self) {
@@ -511,34 +520,23 @@ pub fn read_toc<R: Read + Seek>(input: &mut R) -> Result<Toc> {
 impl<R: Read> BundleReader<R> {
     /// Reads exactly one TOC block and nothing else (used by [`read_toc`]).
     fn read_toc_block(&mut self) -> Result<Toc> {
+        let start = self.offset;
         let mut header = [0u8; BLOCK_HEADER_LEN];
         if read_full(&mut self.input, &mut header)? < BLOCK_HEADER_LEN || header[0] != BlockKind::Toc as u8 {
             return Err(Error::corrupt("no table of contents block where the trailer points"));
         }
-        let stored_len = u32::from_le_bytes([header[6], header[7], header[8], header[9]]);
-        let raw_len = u32::from_le_bytes([header[2], header[3], header[4], header[5]]);
-        if raw_len > MAX_RECORD as u32 {
-            return Err(Error::limit("table of contents too large"));
-        }
-        self.stored.clear();
-        (&mut self.input).take(stored_len.into()).read_to_end(&mut self.stored)?;
+        self.read_payload(&header, start).map_err(|e| {
+            if e.code() == "TRUNCATED" {
+                Error::corrupt("table of contents block does not end at the trailer")
+            } else {
+                e
+            }
+        })?;
         let mut extra = [0u8; 1];
-        if self.stored.len() != stored_len as usize || read_full(&mut self.input, &mut extra)? != 0 {
+        if read_full(&mut self.input, &mut extra)? != 0 {
             return Err(Error::corrupt("table of contents block does not end at the trailer"));
         }
-        let raw = match header[1] {
-            CODEC_STORED if raw_len == stored_len => self.stored.clone(),
-            CODEC_ZSTD if stored_len < raw_len && within_ratio(raw_len.into(), stored_len.into()) => {
-                let mut raw = Vec::with_capacity(raw_len as usize);
-                let n = self.zstd.decompress_to_buffer(&self.stored, &mut raw).map_err(|e| Error::corrupt(format!("table of contents: {e}")))?;
-                if n != raw_len as usize {
-                    return Err(Error::corrupt("table of contents has the wrong length"));
-                }
-                raw
-            }
-            _ => return Err(Error::corrupt("table of contents block has a bad codec or lengths")),
-        };
-        canonical::from_canonical(&raw, "table of contents")
+        canonical::from_canonical(&self.block, "table of contents")
     }
 }
 
