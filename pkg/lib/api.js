@@ -5,7 +5,7 @@ import * as raw from '../wasm/coffer_wasm.js';
 import { Collector, toBytes } from './bytes.js';
 import { adopt, call, CofferError, ERROR_CODES, invalid, isCofferError } from './errors.js';
 import { ensureReady } from './state.js';
-import { WasmOpener, WasmSealer } from './wasm.js';
+import { rawOpener, rawSealer, runAllSync, WasmOpener, WasmSealer } from './wasm.js';
 import { hasWebCrypto, WebCryptoOpener, WebCryptoSealer } from './webcrypto.js';
 
 export { CofferError, ERROR_CODES, isCofferError, hasWebCrypto };
@@ -86,15 +86,6 @@ async function webCryptoAll(pusher, collector, input, size) {
   return collector.result();
 }
 
-/** Runs a pure-wasm push/finish object (made by `make(emit)`) over the whole of `input`. */
-function runAllSync(make, input) {
-  const output = new Collector();
-  const pusher = make(output.add);
-  pusher.push(input);
-  pusher.finish();
-  return output.result();
-}
-
 export async function seal(data, key, options) {
   ensureReady();
   const input = toBytes(data, 'data');
@@ -105,7 +96,7 @@ export async function seal(data, key, options) {
     const sealer = await WebCryptoSealer.create(output.add, passphrase, recipients, optionsJson);
     return webCryptoAll(sealer, output, input, sealer.sealedLength(input.length));
   }
-  return runAllSync((emit) => new WasmSealer(emit, passphrase, recipients, optionsJson), input);
+  return runAllSync(rawSealer(passphrase, recipients, optionsJson), input);
 }
 
 export async function open(sealed, key, options) {
@@ -118,7 +109,7 @@ export async function open(sealed, key, options) {
     const body = await opener.header(input);
     return webCryptoAll(opener, output, body, opener.plaintextLength(input.length));
   }
-  return runAllSync((emit) => new WasmOpener(emit, passphrase, identity), input);
+  return runAllSync(rawOpener(passphrase, identity), input);
 }
 
 export function sealSync(data, key, options) {
@@ -126,14 +117,14 @@ export function sealSync(data, key, options) {
   const input = toBytes(data, 'data');
   const [passphrase, recipients] = sealKey(key);
   const optionsJson = sealOptions(options)[1];
-  return runAllSync((emit) => new WasmSealer(emit, passphrase, recipients, optionsJson), input);
+  return runAllSync(rawSealer(passphrase, recipients, optionsJson), input);
 }
 
 export function openSync(sealed, key) {
   ensureReady();
   const input = toBytes(sealed, 'sealed');
   const [passphrase, identity] = openKey(key);
-  return runAllSync((emit) => new WasmOpener(emit, passphrase, identity), input);
+  return runAllSync(rawOpener(passphrase, identity), input);
 }
 
 // ---------------------------------------------------------------- streams

@@ -14,11 +14,10 @@
 //! segment is known" rule. tests/js checks that both paths interoperate and
 //! fail with the same codes on every damaged vector.
 
-use aes_gcm::aead::{AeadInOut, KeyInit};
-use aes_gcm::Aes256Gcm;
 use wasm_bindgen::prelude::*;
 use zeroize::Zeroizing;
 
+use super::gcm::Gcm;
 use super::keys::{keys, recipients, seal_options};
 use super::JsResult;
 use crate::error::{Error, Result};
@@ -29,7 +28,7 @@ const NONCE_LEN: usize = 12;
 
 /// The segment layout of one stream: a unit is a plaintext segment when
 /// sealing, a ciphertext segment (plaintext + tag) when opening.
-struct Framing {
+pub(super) struct Framing {
     unit: usize,
     counter: u32,
     finished: bool,
@@ -38,20 +37,25 @@ struct Framing {
 /// Bytes of a sealed file with `plaintext` bytes: the header, then one
 /// segment per `segment` bytes (at least one, the last possibly short), each
 /// with its tag.
-fn sealed_len(header: u64, segment: u64, plaintext: u64) -> u64 {
+pub(super) fn sealed_len(header: u64, segment: u64, plaintext: u64) -> u64 {
     header + plaintext + TAG_LEN as u64 * plaintext.div_ceil(segment).max(1)
 }
 
 /// The inverse for a well-formed file of `sealed` bytes (for damaged ones
 /// the result is meaningless, and opening fails anyway).
-fn plaintext_len(header: u64, segment: u64, sealed: u64) -> u64 {
+pub(super) fn plaintext_len(header: u64, segment: u64, sealed: u64) -> u64 {
     let body = sealed.saturating_sub(header);
     body.saturating_sub(TAG_LEN as u64 * body.div_ceil(segment + TAG_LEN as u64).max(1))
 }
 
 impl Framing {
-    fn new(unit: usize) -> Self {
+    pub(super) fn new(unit: usize) -> Self {
         Self { unit, counter: 0, finished: false }
+    }
+
+    /// The counter of the next segment.
+    pub(super) fn counter(&self) -> u32 {
+        self.counter
     }
 
     /// How many whole, non-final units can be processed once `buffered`
@@ -70,7 +74,7 @@ impl Framing {
     }
 
     /// The nonce of the next segment (the last one if `last`).
-    fn next_nonce(&mut self, last: bool) -> Result<[u8; NONCE_LEN]> {
+    pub(super) fn next_nonce(&mut self, last: bool) -> Result<[u8; NONCE_LEN]> {
         if self.finished {
             return Err(Error::InvalidInput("the final segment has already been framed".into()));
         }
@@ -332,15 +336,8 @@ impl WebOpener {
 
 /// Whether `ciphertext` (plaintext ‖ tag) authenticates under `key` and `nonce`.
 fn opens(key: &[u8; 32], nonce: &[u8; NONCE_LEN], ciphertext: &[u8]) -> bool {
-    let Some(split) = ciphertext.len().checked_sub(TAG_LEN) else {
-        return false;
-    };
-    let Ok(tag) = aes_gcm::Tag::try_from(&ciphertext[split..]) else {
-        return false;
-    };
-    let mut buf = Zeroizing::new(ciphertext[..split].to_vec());
-    let cipher = Aes256Gcm::new(key.into());
-    cipher.decrypt_inout_detached(nonce.into(), &[], buf.as_mut_slice().into(), &tag).is_ok()
+    let mut scratch = Zeroizing::new(vec![0u8; ciphertext.len().saturating_sub(TAG_LEN)]);
+    Gcm::new(key).open(nonce, ciphertext, &mut scratch)
 }
 
 #[cfg(test)]
