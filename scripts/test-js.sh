@@ -59,6 +59,8 @@ step "npm ci (tests/js, tests/browser)"
 export CC_wasm32_unknown_unknown="${CC_wasm32_unknown_unknown:-clang}"
 if command -v llvm-ar >/dev/null; then export AR_wasm32_unknown_unknown="${AR_wasm32_unknown_unknown:-llvm-ar}"; fi
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
+# As build-wasm.sh: SIMD on, so the wasm tests run the code that ships (src/wasm/gcm.rs).
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="${CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS:-} -C target-feature=+simd128"
 wasm_test=(cargo test --locked --target wasm32-unknown-unknown --no-default-features --features wasm --test wasm)
 
 step "wasm-bindgen-test in Node"

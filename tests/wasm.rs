@@ -261,7 +261,7 @@ fn damaged_inputs_give_coded_errors_and_never_trap() {
 #[wasm_bindgen_test]
 fn wasm_and_framed_sealing_interoperate() {
     let data: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    for len in [0, 1, 16_383, 16_384, 16_385, 32_768, 70_000] {
+    for len in [0, 1, 15, 17, 64, 65, 100, 16_383, 16_384, 16_385, 32_768, 70_000] {
         let data = &data[..len];
         let mut sealer = Sealer::new(Some("pw".into()), vec![], FAST_KDF).unwrap();
         let mut sealed = sealer.push(&data[..len / 2]).unwrap();
@@ -274,6 +274,38 @@ fn wasm_and_framed_sealing_interoperate() {
         assert_eq!(open_wasm(&framed, key(), 3000).unwrap(), data);
         assert_eq!(open_wasm(&sealed, key(), 999_999).unwrap(), data);
     }
+}
+
+/// The one-shot path of sealSync/openSync: output buffered in wasm, copied
+/// into the caller's array, at the size `outputLength` announces.
+#[wasm_bindgen_test]
+fn buffered_output_is_copied_into_one_array() {
+    let data: Vec<u8> = (0..40_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    let mut sealer = Sealer::new(Some("pw".into()), vec![], FAST_KDF).unwrap();
+    let target = js_sys::Uint8Array::new_with_length(sealer.output_length(data.len() as f64) as u32);
+    let mut at = 0;
+    for piece in data.chunks(7_000) {
+        let n = sealer.push_buffered(piece).unwrap();
+        sealer.copy_to(&target, at).unwrap();
+        at += n;
+    }
+    let n = sealer.finish_buffered().unwrap();
+    sealer.copy_to(&target, at).unwrap();
+    assert_eq!(at + n, target.length(), "outputLength is the sealed size");
+    let sealed = target.to_vec();
+    let key = || (Some("pw".to_string()), None);
+    assert_eq!(open_framed(&sealed, key(), 4096).unwrap(), data);
+
+    let mut opener = Opener::new(Some("pw".into()), None).unwrap();
+    assert_eq!(opener.output_length(sealed.len() as f64), 0.0, "unknown before the header");
+    let n = opener.push_buffered(&sealed).unwrap();
+    assert_eq!(opener.output_length(sealed.len() as f64), data.len() as f64);
+    let small = js_sys::Uint8Array::new_with_length(n - 1);
+    assert_eq!(code(opener.copy_to(&small, 0).unwrap_err()), "INVALID_INPUT");
+    let mut opened = opener.take();
+    opener.finish_buffered().unwrap();
+    opened.extend(opener.take());
+    assert_eq!(opened, data);
 }
 
 #[wasm_bindgen_test]

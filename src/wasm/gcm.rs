@@ -391,6 +391,36 @@ impl Gcm {
     }
 }
 
+/// Benchmark reference for scripts/bench-js.mjs (not part of the package's
+/// API): seals one `size`-byte buffer in wasm memory `rounds` times with
+/// this module (`aes_gcm_crate` false) or with the `aes-gcm` crate (true),
+/// nothing crossing the JS boundary: the ceiling of `sealSync`. Returns a
+/// byte of the last tag, so the work cannot be optimized away.
+#[doc(hidden)]
+#[wasm_bindgen::prelude::wasm_bindgen(js_name = gcmReference)]
+pub fn gcm_reference(size: usize, rounds: u32, aes_gcm_crate: bool) -> u8 {
+    use aes_gcm::aead::AeadInOut;
+    let key = [7u8; 32];
+    let nonce = [0u8; 12];
+    let plaintext = vec![0x5au8; size];
+    let mut out = vec![0u8; size + TAG_LEN];
+    if aes_gcm_crate {
+        let cipher = aes_gcm::Aes256Gcm::new(&key.into());
+        for _ in 0..rounds {
+            out[..size].copy_from_slice(&plaintext);
+            if let Ok(tag) = cipher.encrypt_inout_detached(&nonce.into(), &[], (&mut out[..size]).into()) {
+                out[size..].copy_from_slice(&tag);
+            }
+        }
+    } else {
+        let gcm = Gcm::new(&key);
+        for _ in 0..rounds {
+            gcm.seal(&nonce, &plaintext, &mut out);
+        }
+    }
+    out[size]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
