@@ -59,9 +59,10 @@ zstd_exclude=""
 for s in GREEDY LAZY LAZY2 BTLAZY2 BTOPT BTULTRA; do zstd_exclude="$zstd_exclude -DZSTD_EXCLUDE_${s}_BLOCK_COMPRESSOR"; done
 export CFLAGS_wasm32_unknown_unknown="${CFLAGS_wasm32_unknown_unknown:-}$zstd_exclude"
 
-# WebAssembly SIMD (128-bit): LLVM vectorizes parts of the fixsliced AES and
-# of the copies, ≈ 5 % faster sealSync/openSync and a smaller module
-# (BENCHMARKS.md). Every engine the package targets has it: Node ≥ 16.4,
+# WebAssembly SIMD (128-bit): the pure-wasm AES-256-GCM (src/wasm/gcm.rs)
+# runs AES fixsliced over v128 words, 8 blocks per pass (src/wasm/fixslice.rs),
+# and swaps GHASH's bytes with shuffles (BENCHMARKS.md has the figures).
+# Every engine the package targets has it: Node ≥ 16.4,
 # Chrome/Edge ≥ 91, Firefox ≥ 89, Safari ≥ 16.4. Target-specific, so the
 # native build scripts and proc-macros are untouched; $RUSTFLAGS, if set, wins.
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="${CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS:-} -C target-feature=+simd128"

@@ -19,6 +19,7 @@
 //! - nothing here panics on input: a panic would abort the instance.
 
 mod bundle;
+mod fixslice;
 mod gcm;
 mod keys;
 mod seal;
