@@ -92,15 +92,15 @@ fn shift_rows_2<W: Slice>(state: &mut [W; 8]) {
     }
 }
 
-/// ShiftRows once / three times (key schedule only, on `u128`).
-fn shift_rows_1(state: &mut [u128]) {
+/// ShiftRows once / three times (key schedule only).
+fn shift_rows_1<W: Slice>(state: &mut [W]) {
     for x in state.iter_mut() {
         delta_swap_1(x, HALF_ROW, pack_rows(0x0, 0x1, 0x3, 0x2));
         delta_swap_1(x, QUARTER_ROW, pack_rows(0x0, 0x5, 0x0, 0x5));
     }
 }
 
-fn shift_rows_3(state: &mut [u128]) {
+fn shift_rows_3<W: Slice>(state: &mut [W]) {
     for x in state.iter_mut() {
         delta_swap_1(x, HALF_ROW, pack_rows(0x0, 0x2, 0x3, 0x1));
         delta_swap_1(x, QUARTER_ROW, pack_rows(0x0, 0x5, 0x0, 0x5));
@@ -115,7 +115,7 @@ fn add_round_key<W: Slice>(state: &mut [W; 8], rkey: &[W]) {
 }
 
 /// NOT operations that are omitted in S-box.
-fn sub_bytes_nots(state: &mut [u128]) {
+fn sub_bytes_nots<W: Slice>(state: &mut [W]) {
     state[0] = !state[0];
     state[1] = !state[1];
     state[5] = !state[5];
@@ -493,30 +493,32 @@ pub(crate) fn inv_bitslice(state: &[u128; 8], blocks: &mut [[u8; 16]; 8]) {
 // ---------------------------------------------------------------- AES-256
 
 /// AES-256 round keys in the fixsliced representation.
-pub(crate) type RoundKeys = [u128; 120];
+pub(crate) type RoundKeys<W> = [W; 120];
 
 /// XOR the columns after the S-box during the key schedule round function.
-fn xor_columns(rkeys: &mut [u128], offset: usize, idx_xor: usize, idx_ror: u32) {
+fn xor_columns<W: Slice>(rkeys: &mut [W], offset: usize, idx_xor: usize, idx_ror: u32) {
+    let row = |b| W::from_u128(uniform_row(b));
     for i in 0..8 {
         let off_i = offset + i;
-        let rk = rkeys[off_i - idx_xor] ^ (uniform_row(0x1) & rkeys[off_i].ror(idx_ror));
-        rkeys[off_i] = rk ^ (uniform_row(0xe) & (rk << QUARTER_ROW)) ^ (uniform_row(0xc) & (rk << HALF_ROW)) ^ (uniform_row(0x8) & (rk << (3 * QUARTER_ROW)));
+        let rk = rkeys[off_i - idx_xor] ^ (row(0x1) & rkeys[off_i].ror(idx_ror));
+        rkeys[off_i] = rk ^ (row(0xe) & rk.shl(QUARTER_ROW)) ^ (row(0xc) & rk.shl(HALF_ROW)) ^ (row(0x8) & rk.shl(3 * QUARTER_ROW));
     }
 }
 
-fn memshift32(buffer: &mut [u128], src_offset: usize) {
+fn memshift32<W: Slice>(buffer: &mut [W], src_offset: usize) {
     let dst_offset = src_offset + 8;
     for i in (0..8).rev() {
         buffer[dst_offset + i] = buffer[src_offset + i];
     }
 }
 
-/// The fully fixsliced AES-256 key schedule (the `aes` crate's, on 128-bit words).
-pub(crate) fn key_schedule(key: &[u8; 32]) -> RoundKeys {
-    let mut rkeys = [0u128; 120];
+/// The fully fixsliced AES-256 key schedule (the `aes` crate's, on 128-bit
+/// words; generic so that the SIMD build has one S-box, over `v128`).
+pub(crate) fn key_schedule<W: Slice>(key: &[u8; 32]) -> RoundKeys<W> {
+    let mut rkeys = [W::from_u128(0); 120];
     let half = |h: &[u8]| -> [[u8; 16]; 8] { core::array::from_fn(|_| h.try_into().unwrap_or_default()) };
-    rkeys[..8].copy_from_slice(&bitslice(&half(&key[..16])));
-    rkeys[8..16].copy_from_slice(&bitslice(&half(&key[16..])));
+    rkeys[..8].copy_from_slice(&bitslice(&half(&key[..16])).map(W::from_u128));
+    rkeys[8..16].copy_from_slice(&bitslice(&half(&key[16..])).map(W::from_u128));
     let mut rk_off = 8;
     let mut rcon = 0;
     loop {
@@ -524,7 +526,7 @@ pub(crate) fn key_schedule(key: &[u8; 32]) -> RoundKeys {
         rk_off += 8;
         sub_bytes(&mut rkeys[rk_off..(rk_off + 8)]);
         sub_bytes_nots(&mut rkeys[rk_off..(rk_off + 8)]);
-        rkeys[rk_off + rcon] ^= pack_rows(0x0, 0x8, 0x0, 0x0);
+        rkeys[rk_off + rcon] = rkeys[rk_off + rcon] ^ W::from_u128(pack_rows(0x0, 0x8, 0x0, 0x0));
         xor_columns(&mut rkeys, rk_off, 16, ror_distance(1, 3));
         rcon += 1;
         if rcon == 7 {
@@ -548,7 +550,7 @@ pub(crate) fn key_schedule(key: &[u8; 32]) -> RoundKeys {
     rkeys
 }
 
-fn shift_rows_2_slice(state: &mut [u128]) {
+fn shift_rows_2_slice<W: Slice>(state: &mut [W]) {
     for x in state.iter_mut() {
         delta_swap_1(x, HALF_ROW, pack_rows(0x0, 0x3, 0x0, 0x3));
     }
@@ -732,7 +734,7 @@ mod tests {
             let mut back = [[0u8; 16]; 8];
             inv_bitslice(&bitslice(&blocks), &mut back);
             assert_eq!(back, blocks, "bitslice round trip");
-            let rk = key_schedule(&key);
+            let rk = key_schedule::<u128>(&key);
             let mut state = bitslice(&blocks);
             encrypt(&rk, &mut state);
             let mut out = [[0u8; 16]; 8];

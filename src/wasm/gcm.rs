@@ -320,13 +320,7 @@ impl Gcm {
         let h4 = gf_mul(h3, h);
         let powers = Box::new([KeyPower::new(h4), KeyPower::new(h3), KeyPower::new(h2), KeyPower::new(h)]);
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        let rk = {
-            use super::fixslice::Slice;
-            let mut schedule = super::fixslice::key_schedule(key);
-            let rk = Box::new(schedule.map(super::fixslice::simd::V::from_u128));
-            schedule.zeroize();
-            rk
-        };
+        let rk = Box::new(super::fixslice::key_schedule::<super::fixslice::simd::V>(key));
         Gcm {
             cipher,
             powers,
