@@ -2,7 +2,7 @@
 
 use std::io::Cursor;
 
-use coffer::bundle::{self, read_collection, read_toc, BundleReader, Item, ReadLimits, WriteOptions};
+use coffer::bundle::{self, read_collection, read_toc, BundleReader, CanonicalCommit, Item, ReadLimits, WriteOptions};
 use coffer::{Change, Collection, Commit, History, Snapshot};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -157,6 +157,80 @@ fn writer_refuses_non_canonical_order() {
     assert_eq!(w.begin_collection("c", &Default::default()).unwrap_err().code(), "INVALID_INPUT");
     let branches = [("main".to_string(), "nope".to_string())].into();
     assert_eq!(w.finish(&branches).unwrap_err().code(), "INVALID_INPUT");
+}
+
+/// Writes `snapshot` with its commits given to `add_canonical_commit`
+/// (change sets as canonical JSON text) instead of `add_commit`.
+fn write_with_canonical_commits(snapshot: &Snapshot) -> Vec<u8> {
+    let mut w = bundle::BundleWriter::new(Vec::new(), &snapshot.schema, WriteOptions::default()).unwrap();
+    for (name, collection) in &snapshot.collections {
+        w.begin_collection(name, &collection.config).unwrap();
+        for (id, doc) in &collection.documents {
+            w.add_document(id, doc).unwrap();
+        }
+    }
+    for c in snapshot.history.canonical_order().unwrap() {
+        let changes = canon(&c.changes);
+        let raw = CanonicalCommit { id: &c.id, parents: &c.parents, author: &c.author, message: &c.message, timestamp: c.timestamp, changes: &changes };
+        w.add_canonical_commit(&raw).unwrap();
+    }
+    w.finish(&snapshot.history.branches).unwrap().0
+}
+
+#[test]
+fn canonical_commits_give_the_bytes_add_commit_gives() {
+    let mut snapshot = sample(50);
+    // Escapes, non-ASCII, floats written as integers, negative timestamps.
+    snapshot.history.commits[1].author = "Zoë \"z\" \u{1}\n".into();
+    snapshot.history.commits[1].message = "tab\there \\ 😀".into();
+    snapshot.history.commits[2].timestamp = -42;
+    snapshot.history.commits[2].changes.push(Change::Put {
+        collection: "docs".into(),
+        id: "f".into(),
+        document: json!({"z": 1.0, "a": [-0.0, 1e21, 0.1], "é": {"b": null, "a": "\u{7f}"}}),
+    });
+    assert_eq!(write_with_canonical_commits(&snapshot), bundle::to_vec(&snapshot).unwrap());
+    // Enough history for several commits blocks.
+    let big: Vec<Change> =
+        (0..3000).map(|i| Change::Put { collection: "docs".into(), id: format!("d{i}"), document: json!({"text": "x".repeat(700), "i": i}) }).collect();
+    snapshot.history.commits[3].changes = big;
+    assert_eq!(write_with_canonical_commits(&snapshot), bundle::to_vec(&snapshot).unwrap());
+}
+
+#[test]
+fn canonical_commits_keep_the_order_rules_and_refuse_what_is_not_a_change_set() {
+    let mut w = bundle::BundleWriter::new(Vec::new(), &Value::Null, WriteOptions::default()).unwrap();
+    fn raw<'a>(id: &'a str, parents: &'a [String], changes: &'a [u8]) -> CanonicalCommit<'a> {
+        CanonicalCommit { id, parents, author: "", message: "", timestamp: 0, changes }
+    }
+    let code = |r: coffer::Result<()>| r.unwrap_err().code();
+    assert_eq!(code(w.add_canonical_commit(&raw("b", &[], b""))), "INVALID_INPUT");
+    assert_eq!(code(w.add_canonical_commit(&raw("b", &[], b"{}"))), "INVALID_INPUT");
+    assert_eq!(code(w.add_canonical_commit(&raw("b", &[], b"["))), "INVALID_INPUT");
+    assert_eq!(code(w.add_canonical_commit(&raw("", &[], b"[]"))), "INVALID_INPUT");
+    let missing = ["a".to_string()];
+    assert_eq!(code(w.add_canonical_commit(&raw("x", &missing, b"[]"))), "INVALID_INPUT"); // parent not added
+    w.add_canonical_commit(&raw("b", &[], b"[]")).unwrap();
+    assert_eq!(code(w.add_canonical_commit(&raw("a", &[], b"[]"))), "INVALID_INPUT"); // out of order
+    assert_eq!(code(w.add_canonical_commit(&raw("b", &[], b"[]"))), "INVALID_INPUT"); // duplicate
+                                                                                      // Mixed with add_commit, the same rules hold across both.
+    assert_eq!(w.add_commit(&commit("a", &[], vec![])).unwrap_err().code(), "INVALID_INPUT");
+    w.add_commit(&commit("c", &["b"], vec![])).unwrap();
+    assert_eq!(code(w.add_canonical_commit(&raw("b2", &[], b"[]"))), "INVALID_INPUT");
+    let bytes = w.finish(&[("main".to_string(), "c".to_string())].into()).unwrap().0;
+    let back = bundle::from_slice(&bytes).unwrap();
+    assert_eq!(back.history.commits.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["b", "c"]);
+}
+
+#[test]
+fn a_change_set_that_is_not_canonical_makes_a_bundle_every_reader_refuses() {
+    // The caller's guarantee, shown: the writer copies what it is given,
+    // the reader refuses the record.
+    let mut w = bundle::BundleWriter::new(Vec::new(), &Value::Null, WriteOptions::default()).unwrap();
+    let changes = br#"[{"op":"drop","collection":"x"}]"#;
+    w.add_canonical_commit(&CanonicalCommit { id: "a", parents: &[], author: "", message: "", timestamp: 0, changes }).unwrap();
+    let bytes = w.finish(&[("main".to_string(), "a".to_string())].into()).unwrap().0;
+    assert_eq!(bundle::from_slice(&bytes).unwrap_err().code(), "CORRUPT");
 }
 
 #[test]

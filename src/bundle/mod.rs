@@ -22,7 +22,7 @@ mod reader;
 mod writer;
 
 pub use reader::{read_collection, read_toc, BundleReader, DocumentRef, Item, ReadLimits};
-pub use writer::{BundleWriter, WriteOptions};
+pub use writer::{BundleWriter, CanonicalCommit, WriteOptions};
 
 use std::io::{Read, Write};
 

@@ -24,6 +24,24 @@ enum Stage {
     History,
 }
 
+/// A commit for [`BundleWriter::add_canonical_commit`]: its metadata, and
+/// its change set as canonical JSON text.
+#[derive(Debug, Clone, Copy)]
+pub struct CanonicalCommit<'a> {
+    /// Unique id of the commit.
+    pub id: &'a str,
+    /// Parent commit ids.
+    pub parents: &'a [String],
+    /// Who made it.
+    pub author: &'a str,
+    /// Why.
+    pub message: &'a str,
+    /// When, in milliseconds since the Unix epoch (UTC).
+    pub timestamp: i64,
+    /// The change set: the canonical JSON of the array of changes.
+    pub changes: &'a [u8],
+}
+
 /// Where a block's bytes count in the table of contents.
 #[derive(Clone, Copy)]
 enum Owner {
@@ -179,27 +197,90 @@ impl<W: Write> BundleWriter<W> {
     /// must come in canonical order: generation, then id.
     pub fn add_commit(&mut self, commit: &Commit) -> Result<()> {
         commit.validate()?;
+        let generation = self.commit_generation(&commit.id, &commit.parents)?;
+        let json = canonical::to_vec(&serde_json::to_value(commit).map_err(|e| Error::invalid(e.to_string()))?)?;
+        self.push_commit(&commit.id, generation, &json)
+    }
+
+    /// Adds a commit whose change set is given as canonical JSON text, as a
+    /// store keeps it, so that it is copied rather than parsed and encoded
+    /// again. The record written is byte for byte the one
+    /// [`add_commit`](Self::add_commit) writes for the same commit, and the
+    /// same order rules apply (parents first; generation, then id).
+    ///
+    /// The writer checks the commit's id, its parents and that `changes` is
+    /// framed as a JSON array. **The caller guarantees the rest**: that
+    /// `changes` is exactly the canonical JSON (docs/FORMAT.md §2) of a valid
+    /// array of changes (what `canonical::to_vec` gives for the serialized
+    /// `Vec<Change>`), with valid collection names and document ids. A
+    /// bundle written from anything else is refused by every reader
+    /// (`CORRUPT`), so only pass bytes your own code produced canonically.
+    pub fn add_canonical_commit(&mut self, commit: &CanonicalCommit<'_>) -> Result<()> {
+        validate_id("commit", commit.id)?;
+        for parent in commit.parents {
+            validate_id("parent commit", parent)?;
+        }
+        let framed = commit.changes.first() == Some(&b'[') && commit.changes.last() == Some(&b']');
+        if !framed || commit.changes.len() < 2 {
+            return Err(Error::invalid(format!("commit {:?}: the change set must be a canonical JSON array", commit.id)));
+        }
+        let generation = self.commit_generation(commit.id, commit.parents)?;
+        // The canonical record: keys in byte order (author, changes, id,
+        // message, parents, timestamp), no whitespace.
+        let mut json = std::mem::take(&mut self.scratch);
+        json.clear();
+        json.reserve(commit.changes.len() + 256);
+        json.extend_from_slice(b"{\"author\":");
+        canonical::write_string(commit.author, &mut json);
+        json.extend_from_slice(b",\"changes\":");
+        json.extend_from_slice(commit.changes);
+        json.extend_from_slice(b",\"id\":");
+        canonical::write_string(commit.id, &mut json);
+        json.extend_from_slice(b",\"message\":");
+        canonical::write_string(commit.message, &mut json);
+        json.extend_from_slice(b",\"parents\":[");
+        for (i, parent) in commit.parents.iter().enumerate() {
+            if i > 0 {
+                json.push(b',');
+            }
+            canonical::write_string(parent, &mut json);
+        }
+        json.extend_from_slice(b"],\"timestamp\":");
+        json.extend_from_slice(commit.timestamp.to_string().as_bytes());
+        json.push(b'}');
+        let result = self.push_commit(commit.id, generation, &json);
+        self.scratch = json;
+        result
+    }
+
+    /// The generation of a commit with these parents, checking that the
+    /// parents were added and that the commit comes in canonical order.
+    fn commit_generation(&self, id: &str, parents: &[String]) -> Result<u64> {
         let mut generation = 0;
-        for parent in &commit.parents {
+        for parent in parents {
             let Some(g) = self.generations.get(parent) else {
-                return Err(Error::invalid(format!("commit {:?} added before its parent {parent:?}", commit.id)));
+                return Err(Error::invalid(format!("commit {id:?} added before its parent {parent:?}")));
             };
             generation = generation.max(g + 1);
         }
         if let Some((last_gen, last_id)) = &self.last_commit {
-            if (*last_gen, last_id.as_bytes()) >= (generation, commit.id.as_bytes()) {
-                return Err(Error::invalid(format!("commit {:?} is out of canonical order (generation, id) or a duplicate", commit.id)));
+            if (*last_gen, last_id.as_bytes()) >= (generation, id.as_bytes()) {
+                return Err(Error::invalid(format!("commit {id:?} is out of canonical order (generation, id) or a duplicate")));
             }
         }
-        let json = canonical::to_vec(&serde_json::to_value(commit).map_err(|e| Error::invalid(e.to_string()))?)?;
+        Ok(generation)
+    }
+
+    /// Appends a commit record (checked by the caller) to the history.
+    fn push_commit(&mut self, id: &str, generation: u64, json: &[u8]) -> Result<()> {
         check_record(json.len(), "commit")?;
         if self.stage == Stage::Collections {
             self.enter_history()?;
         }
         put_varint(&mut self.buf, json.len() as u64);
-        self.buf.extend_from_slice(&json);
-        self.generations.insert(commit.id.clone(), generation);
-        self.last_commit = Some((generation, commit.id.clone()));
+        self.buf.extend_from_slice(json);
+        self.generations.insert(id.to_string(), generation);
+        self.last_commit = Some((generation, id.to_string()));
         self.commits += 1;
         if self.buf.len() >= BLOCK_TARGET {
             self.flush_records()?;

@@ -62,6 +62,10 @@ pub struct Config {
     pub backup_rate_limit: u64,
     /// Compression/encryption threads per backup (0 = all cores).
     pub backup_threads: usize,
+    /// Niceness added to a backup's threads (Linux, where it is per
+    /// thread; 0..=19, 0 = none): a backup uses idle cores at full speed
+    /// but yields them to the server's writers and readers.
+    pub backup_nice: i32,
     /// Extra X25519 recipients (`coffer1…`) of `recipients` backups.
     pub recipients: Vec<String>,
     /// Backups the server makes by itself (`method: periodic`).
@@ -100,6 +104,7 @@ impl Default for Config {
             backup_concurrency: 2,
             backup_rate_limit: 0,
             backup_threads: 0,
+            backup_nice: 10,
             recipients: Vec::new(),
             periodic: Vec::new(),
         }
@@ -118,6 +123,7 @@ impl std::fmt::Debug for Config {
             .field("backup_concurrency", &self.backup_concurrency)
             .field("backup_rate_limit", &self.backup_rate_limit)
             .field("backup_threads", &self.backup_threads)
+            .field("backup_nice", &self.backup_nice)
             .field("recipients", &self.recipients)
             .field("periodic", &self.periodic)
             .finish()
@@ -155,6 +161,7 @@ impl Config {
         env_parse("COFFER_BACKUP_CONCURRENCY", &mut self.backup_concurrency)?;
         env_parse("COFFER_BACKUP_RATE_LIMIT", &mut self.backup_rate_limit)?;
         env_parse("COFFER_BACKUP_THREADS", &mut self.backup_threads)?;
+        env_parse("COFFER_BACKUP_NICE", &mut self.backup_nice)?;
         if let Ok(v) = std::env::var("COFFER_RECIPIENTS") {
             self.recipients = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
         }
@@ -262,7 +269,12 @@ impl AppState {
         let recipients = config.recipients.iter().map(|r| r.parse::<seal::PublicKey>()).collect::<crate::Result<Vec<_>>>()?;
         let backup_dir = config.backup_dir.clone().unwrap_or_else(|| config.data_dir.join("backups"));
         let backend = Backend::local(&backup_dir)?;
-        let engine_config = EngineConfig { concurrency: config.backup_concurrency, rate_limit: config.backup_rate_limit, threads: config.backup_threads };
+        let engine_config = EngineConfig {
+            concurrency: config.backup_concurrency,
+            rate_limit: config.backup_rate_limit,
+            threads: config.backup_threads,
+            nice: config.backup_nice,
+        };
         let engine = Arc::new(Engine::new(store.clone(), backend, node, engine_config, identity, recipients));
         engine.recover().await?;
         for schedule in &config.periodic {

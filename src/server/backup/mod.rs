@@ -129,6 +129,8 @@ pub struct EngineConfig {
     pub rate_limit: u64,
     /// Compression threads per backup (0 = all cores).
     pub threads: usize,
+    /// Niceness of a backup's threads (Linux; 0 = none).
+    pub nice: i32,
 }
 
 /// The engine.
@@ -344,9 +346,10 @@ impl Engine {
             let progress = progress.clone();
             let config = self.config.clone();
             let database_name = database.clone();
-            let file = tokio::task::spawn_blocking(move || -> ApiResult<BackupFile> {
+            let runtime = tokio::runtime::Handle::current();
+            let file = run_niced(config.nice, move || -> ApiResult<BackupFile> {
                 let counting = Counting {
-                    inner: SyncIoBridge::new(writer),
+                    inner: SyncIoBridge::new_with_handle(writer, runtime),
                     hasher: blake3::Hasher::new(),
                     bytes: 0,
                     progress: progress.clone(),
@@ -375,7 +378,7 @@ impl Engine {
                     collections: stats.collections,
                 })
             })
-            .await??;
+            .await?;
             self.backend.promote(&rec.id, &file.object).await?;
             files.push(file);
         }
@@ -383,9 +386,12 @@ impl Engine {
     }
 
     /// A reader (blocking) over a complete file of a backup.
-    async fn blocking_reader(&self, backup: &str, object: &str) -> ApiResult<impl Read + Send + 'static> {
+    async fn blocking_reader(&self, backup: &str, object: &str) -> ApiResult<Box<dyn Read + Send + 'static>> {
+        if let Some(file) = self.backend.open_local(backup, object)? {
+            return Ok(Box::new(file));
+        }
         let (_, stream) = self.backend.get(backup, object).await?;
-        Ok(SyncIoBridge::new(StreamReader::new(stream)))
+        Ok(Box::new(SyncIoBridge::new(StreamReader::new(stream))))
     }
 
     /// Keys that may open a backup: the passphrase given, or the server identity.
@@ -649,6 +655,38 @@ impl Engine {
         .await?
     }
 }
+
+/// Runs blocking work `f` on a thread of its own whose niceness is raised by
+/// `nice` (Linux, where niceness is per thread and inherited by the threads
+/// it starts: the bundle's compression and the seal's encryption workers).
+/// The thread ends with the job, so no pooled thread keeps the lower
+/// priority.
+async fn run_niced<T: Send + 'static>(nice: i32, f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("coffer-backup".into())
+        .spawn(move || {
+            lower_priority(nice);
+            let _ = done.send(f());
+        })
+        .map_err(|e| ApiError::internal(format!("cannot start a backup thread: {e}")))?;
+    result.await.map_err(|_| ApiError::internal("the backup thread panicked"))?
+}
+
+#[cfg(target_os = "linux")]
+fn lower_priority(nice: i32) {
+    if nice > 0 {
+        // PRIO_PROCESS with pid 0 is the calling thread on Linux. Raising
+        // one's own niceness needs no privilege; failing it only costs latency.
+        let now = rustix::process::getpriority_process(None).unwrap_or(0);
+        if let Err(e) = rustix::process::setpriority_process(None, (now + nice).min(19)) {
+            tracing::debug!(error = %e, "cannot lower the backup thread's priority");
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority(_nice: i32) {}
 
 fn names(toc: &crate::bundle::Toc) -> Vec<String> {
     toc.collections.iter().map(|c| c.name.clone()).collect()

@@ -9,7 +9,7 @@ use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
 
 use super::{Filter, LiveProgress};
-use crate::bundle::{BundleReader, BundleWriter, Item, WriteOptions};
+use crate::bundle::{BundleReader, BundleWriter, CanonicalCommit, Item, WriteOptions};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::store::data::{self, MAIN};
 use crate::server::store::Store;
@@ -53,7 +53,7 @@ pub fn write_database<W: Write>(store: &Store, org: &str, db: &str, filter: &Fil
         let id = data::db_id(&tx, org, db)?;
         let head = data::branch_head(&tx, id, MAIN)?;
         let (docs, bytes): (i64, i64) =
-            tx.query_row("SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM documents WHERE db = ?1 AND branch = ?2", params![id, MAIN], |r| {
+            tx.query_row("SELECT COUNT(*), COALESCE(SUM(octet_length(body)), 0) FROM documents WHERE db = ?1 AND branch = ?2", params![id, MAIN], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })?;
         progress.documents_total.fetch_add(docs as u64, Ordering::Relaxed);
@@ -99,17 +99,31 @@ pub fn write_database<W: Write>(store: &Store, org: &str, db: &str, filter: &Fil
         let history = History { commits, branches };
         let order = history.canonical_order()?;
         {
-            let mut stmt = tx.prepare("SELECT author, message, timestamp, changes FROM commits WHERE db = ?1 AND id = ?2")?;
+            let mut stmt = tx.prepare("SELECT author, message, timestamp, changes, canonical FROM commits WHERE db = ?1 AND id = ?2")?;
             for skeleton in &order {
-                let mut commit = (*skeleton).clone();
-                let (author, message, timestamp, changes): (String, String, i64, String) =
-                    stmt.query_row(params![id, skeleton.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-                commit.author = author;
-                commit.message = message;
-                commit.timestamp = timestamp;
-                let changes: Vec<Change> = serde_json::from_str(&changes).map_err(|_| ApiError::internal("stored changes are not JSON"))?;
-                commit.changes = if filtering { filter_changes(&changes, filter) } else { changes };
-                writer.add_commit(&commit)?;
+                let mut rows = stmt.query(params![id, skeleton.id])?;
+                let row = rows.next()?.ok_or_else(|| ApiError::internal(format!("commit {:?} vanished during the backup", skeleton.id)))?;
+                let text = |i: usize| row.get_ref(i)?.as_str().map_err(|_| ApiError::internal("stored commit field is not text"));
+                let (author, message, timestamp, changes, canonical) = (text(0)?, text(1)?, row.get::<_, i64>(2)?, text(3)?, row.get::<_, bool>(4)?);
+                if canonical && !filtering {
+                    // The change set is stored canonical (insert_commit): copied, not re-encoded.
+                    writer.add_canonical_commit(&CanonicalCommit {
+                        id: &skeleton.id,
+                        parents: &skeleton.parents,
+                        author,
+                        message,
+                        timestamp,
+                        changes: changes.as_bytes(),
+                    })?;
+                } else {
+                    let changes: Vec<Change> = serde_json::from_str(changes).map_err(|_| ApiError::internal("stored changes are not JSON"))?;
+                    let mut commit = (*skeleton).clone();
+                    commit.author = author.to_string();
+                    commit.message = message.to_string();
+                    commit.timestamp = timestamp;
+                    commit.changes = if filtering { filter_changes(&changes, filter) } else { changes };
+                    writer.add_commit(&commit)?;
+                }
             }
         }
         let (out, summary) = writer.finish(&history.branches)?;
@@ -162,13 +176,31 @@ pub fn restore_bundle<R: Read>(store: &Store, reader: BundleReader<R>, options: 
     // reader has seen the verified end of the bundle (`Msg::End`).
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Msg>(RESTORE_QUEUE);
     std::thread::scope(|scope| {
-        let writer = scope.spawn(move || apply_items(store, receiver, options, seen));
+        let writer = std::thread::Builder::new()
+            .name("coffer-restore".into())
+            .spawn_scoped(scope, move || apply_items(store, receiver, options, seen))
+            .map_err(|e| ApiError::internal(format!("cannot start the restore writer: {e}")))?;
         let mut reader = reader;
         let read = (|| -> ApiResult<()> {
+            // Items go over in batches: one hand-over per batch, not per document.
+            let mut batch = Vec::new();
+            let mut weight = 0;
             while let Some(item) = reader.next_item()? {
-                if sender.send(Msg::Item(item)).is_err() {
-                    return Ok(()); // the writer stopped: it reports why
+                weight += match &item {
+                    Item::Document(doc) => doc.json.len() + doc.id.len(),
+                    Item::Commit(commit) => commit.changes.len() * CHANGE_WEIGHT,
+                    _ => 0,
+                };
+                batch.push(item);
+                if weight >= RESTORE_BATCH {
+                    if sender.send(Msg::Items(std::mem::take(&mut batch))).is_err() {
+                        return Ok(()); // the writer stopped: it reports why
+                    }
+                    weight = 0;
                 }
+            }
+            if !batch.is_empty() && sender.send(Msg::Items(batch)).is_err() {
+                return Ok(());
             }
             let _ = sender.send(Msg::End);
             Ok(())
@@ -181,11 +213,16 @@ pub fn restore_bundle<R: Read>(store: &Store, reader: BundleReader<R>, options: 
     })
 }
 
-/// Items in flight between the bundle reader and the SQLite writer.
-const RESTORE_QUEUE: usize = 1024;
+/// Batches in flight between the bundle reader and the SQLite writer.
+const RESTORE_QUEUE: usize = 4;
+/// A batch is handed over once its items weigh this much (document bytes;
+/// [`CHANGE_WEIGHT`] per change of a commit).
+const RESTORE_BATCH: usize = 4 << 20;
+/// What one change of a commit counts for in a batch's weight.
+const CHANGE_WEIGHT: usize = 1024;
 
 enum Msg {
-    Item(Item),
+    Items(Vec<Item>),
     /// The bundle ended and verified.
     End,
     /// The bundle failed to read or verify.
@@ -193,7 +230,7 @@ enum Msg {
 }
 
 fn apply_items(store: &Store, items: std::sync::mpsc::Receiver<Msg>, options: &RestoreOptions, seen: &AtomicU64) -> ApiResult<RestoreCounts> {
-    store.write(|tx| {
+    store.write_large(|tx| {
         let db = match tx.query_row("SELECT id FROM databases WHERE org = ?1 AND name = ?2", [&options.org, &options.db], |r| r.get::<_, i64>(0)).optional()? {
             Some(id) => id,
             None => data::create_database(tx, &options.org, &options.db, "", "restored from a backup")?,
@@ -210,57 +247,58 @@ fn apply_items(store: &Store, items: std::sync::mpsc::Receiver<Msg>, options: &R
         let mut insert = tx.prepare_cached("INSERT INTO documents (db, branch, collection, id, body) VALUES (?1, ?2, ?3, ?4, ?5)")?;
         let mut ended = false;
         for msg in items.iter() {
-            let item = match msg {
-                Msg::Item(item) => item,
+            let batch = match msg {
+                Msg::Items(batch) => batch,
                 Msg::End => {
                     ended = true;
                     break;
                 }
                 Msg::Failed(e) => return Err(e),
             };
-            match item {
-                Item::Schema(s) => schema = s,
-                Item::Collection { name, config } => {
-                    if !options.filter.covers(&name) {
-                        current = None;
-                        continue;
-                    }
-                    if data::collection_exists(tx, db, MAIN, &name)? {
-                        if !options.overwrite {
-                            return Err(ApiError::conflict(format!(
-                                "collection {name:?} exists in {}/{}; set overwrite to replace it",
-                                options.org, options.db
-                            )));
+            for item in batch {
+                match item {
+                    Item::Schema(s) => schema = s,
+                    Item::Collection { name, config } => {
+                        if !options.filter.covers(&name) {
+                            current = None;
+                            continue;
                         }
-                        data::apply_change(tx, db, MAIN, &Change::Drop { collection: name.clone() })?;
-                    }
-                    data::apply_change(tx, db, MAIN, &Change::Configure { collection: name.clone(), config: config.clone() })?;
-                    configure.push(Change::Configure { collection: name.clone(), config });
-                    counts.collections.push(name.clone());
-                    current = Some(name);
-                }
-                Item::Document(doc) => {
-                    seen.fetch_add(1, Ordering::Relaxed);
-                    if let Some(collection) = &current {
-                        // Canonicalize: the store's invariant is canonical bodies, and a
-                        // bundle from elsewhere only promises what its digest covers.
-                        let canonical = doc.canonical()?;
-                        let body = std::str::from_utf8(&canonical).map_err(|_| ApiError::new("CORRUPT", "document is not UTF-8"))?;
-                        insert.execute(params![db, MAIN, collection, doc.id, body])?;
-                        counts.records += 1;
-                    }
-                }
-                Item::Commit(c) => {
-                    let mut c = *c;
-                    if !existing.contains(&c.id) {
-                        if filtering {
-                            c.changes = filter_changes(&c.changes, &options.filter);
+                        if data::collection_exists(tx, db, MAIN, &name)? {
+                            if !options.overwrite {
+                                return Err(ApiError::conflict(format!(
+                                    "collection {name:?} exists in {}/{}; set overwrite to replace it",
+                                    options.org, options.db
+                                )));
+                            }
+                            data::apply_change(tx, db, MAIN, &Change::Drop { collection: name.clone() })?;
                         }
-                        data::insert_commit(tx, db, &c)?;
-                        counts.commits += 1;
+                        data::apply_change(tx, db, MAIN, &Change::Configure { collection: name.clone(), config: config.clone() })?;
+                        configure.push(Change::Configure { collection: name.clone(), config });
+                        counts.collections.push(name.clone());
+                        current = Some(name);
                     }
+                    Item::Document(doc) => {
+                        seen.fetch_add(1, Ordering::Relaxed);
+                        if let Some(collection) = &current {
+                            // Stored as is: the store keeps canonical bodies, and the
+                            // reader refuses a document that is not canonical JSON.
+                            let body = std::str::from_utf8(&doc.json).map_err(|_| ApiError::new("CORRUPT", "document is not UTF-8"))?;
+                            insert.execute(params![db, MAIN, collection, doc.id, body])?;
+                            counts.records += 1;
+                        }
+                    }
+                    Item::Commit(c) => {
+                        let mut c = *c;
+                        if !existing.contains(&c.id) {
+                            if filtering {
+                                c.changes = filter_changes(&c.changes, &options.filter);
+                            }
+                            data::insert_commit(tx, db, &c)?;
+                            counts.commits += 1;
+                        }
+                    }
+                    Item::Branches(b) => branches = b,
                 }
-                Item::Branches(b) => branches = b,
             }
         }
         drop(insert);

@@ -271,26 +271,95 @@ pub fn apply_change(tx: &Connection, db: i64, branch: &str, change: &Change) -> 
 /// record of a bundle, so it must stay under the bundle's record limit.
 pub const MAX_COMMIT_BYTES: usize = crate::bundle::MAX_RECORD - (256 << 10);
 
-/// Stores a commit row (no state change). Fails with LIMIT_EXCEEDED (413)
-/// when the change set could not be backed up as one bundle record.
+/// Stores a commit row (no state change). The change set is stored as its
+/// canonical JSON, so that a backup copies it as it is. Fails with
+/// LIMIT_EXCEEDED (413) when the change set could not be backed up as one
+/// bundle record.
 pub fn insert_commit(tx: &Connection, db: i64, commit: &Commit) -> ApiResult<()> {
-    let changes = serde_json::to_string(&commit.changes)?;
+    let (changes, canonical) = encode_changes(&commit.changes)?;
     if changes.len() > MAX_COMMIT_BYTES {
         return Err(ApiError::new(
             "LIMIT_EXCEEDED",
             format!("one commit may change at most {MAX_COMMIT_BYTES} bytes of JSON ({} here): split the batch", changes.len()),
         ));
     }
-    tx.prepare_cached("INSERT INTO commits (db, id, parents, author, message, timestamp, changes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(params![
-        db,
-        commit.id,
-        serde_json::to_string(&commit.parents)?,
-        commit.author,
-        commit.message,
-        commit.timestamp,
-        changes
-    ])?;
+    let changes = std::str::from_utf8(&changes).map_err(|_| ApiError::internal("canonical JSON is not UTF-8"))?;
+    tx.prepare_cached("INSERT INTO commits (db, id, parents, author, message, timestamp, changes, canonical) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?
+        .execute(params![db, commit.id, serde_json::to_string(&commit.parents)?, commit.author, commit.message, commit.timestamp, changes, canonical])?;
     Ok(())
+}
+
+/// Deepest container nesting a value inside a change set may have for its
+/// commit to stay within the canonical form's limit as a bundle record
+/// (record object, changes array and change object come first).
+const MAX_CHANGE_VALUE_NESTING: usize = crate::canonical::MAX_DEPTH - 3;
+
+/// The canonical JSON of a change set (exactly `canonical::to_vec` of the
+/// serialized `Vec<Change>`, written directly), and whether a backup may copy
+/// it as the `changes` of a bundle record: false when a value nests too
+/// deeply for a record (such a commit cannot be backed up; the backup
+/// reports it as it always did).
+pub fn encode_changes(changes: &[Change]) -> ApiResult<(Vec<u8>, bool)> {
+    use crate::canonical::{write, write_string};
+    let mut out = Vec::with_capacity(256);
+    let mut copyable = true;
+    let mut value = |v: &Value, out: &mut Vec<u8>| -> ApiResult<()> {
+        copyable &= nesting(v) <= MAX_CHANGE_VALUE_NESTING;
+        Ok(write(v, out)?)
+    };
+    out.push(b'[');
+    for (i, change) in changes.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Keys in byte order, as canonical JSON wants them.
+        match change {
+            Change::Put { collection, id, document } => {
+                out.extend_from_slice(b"{\"collection\":");
+                write_string(collection, &mut out);
+                out.extend_from_slice(b",\"document\":");
+                value(document, &mut out)?;
+                out.extend_from_slice(b",\"id\":");
+                write_string(id, &mut out);
+                out.extend_from_slice(b",\"op\":\"put\"}");
+            }
+            Change::Delete { collection, id } => {
+                out.extend_from_slice(b"{\"collection\":");
+                write_string(collection, &mut out);
+                out.extend_from_slice(b",\"id\":");
+                write_string(id, &mut out);
+                out.extend_from_slice(b",\"op\":\"delete\"}");
+            }
+            Change::Configure { collection, config } => {
+                out.extend_from_slice(b"{\"collection\":");
+                write_string(collection, &mut out);
+                out.extend_from_slice(b",\"config\":");
+                value(&Value::Object(config.clone()), &mut out)?;
+                out.extend_from_slice(b",\"op\":\"configure\"}");
+            }
+            Change::Drop { collection } => {
+                out.extend_from_slice(b"{\"collection\":");
+                write_string(collection, &mut out);
+                out.extend_from_slice(b",\"op\":\"drop\"}");
+            }
+            Change::Schema { schema } => {
+                out.extend_from_slice(b"{\"op\":\"schema\",\"schema\":");
+                value(schema, &mut out)?;
+                out.push(b'}');
+            }
+        }
+    }
+    out.push(b']');
+    Ok((out, copyable))
+}
+
+/// Container nesting of a value: 0 for a scalar, 1 for a flat array or object.
+fn nesting(v: &Value) -> usize {
+    match v {
+        Value::Array(items) => 1 + items.iter().map(nesting).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(nesting).max().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 /// Makes one commit on `branch`: applies `changes` and moves the head.
@@ -374,4 +443,43 @@ pub fn create_branch(tx: &Transaction<'_>, db: i64, name: &str, from: &str) -> A
         }
     }
     Ok(head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn encoded_changes_are_the_canonical_json_of_the_change_set() {
+        let changes = vec![
+            Change::Configure { collection: "items".into(), config: json!({"z": 1, "a": [1.0, 2.5, "é\u{1}"]}).as_object().unwrap().clone() },
+            Change::Put {
+                collection: "items".into(),
+                id: "a\"b".into(),
+                document: json!({"id": "a\"b", "n": 1.0, "x": {"b": null, "a": [true, -0.0, 1e300]}}),
+            },
+            Change::Delete { collection: "items".into(), id: "old\n".into() },
+            Change::Schema { schema: json!({"version": 2, "tables": ["items"]}) },
+            Change::Drop { collection: "gone".into() },
+        ];
+        let reference = crate::canonical::to_vec(&serde_json::to_value(&changes).unwrap()).unwrap();
+        assert_eq!(encode_changes(&changes).unwrap(), (reference, true));
+        assert_eq!(encode_changes(&[]).unwrap(), (b"[]".to_vec(), true));
+    }
+
+    #[test]
+    fn deeply_nested_change_sets_are_not_copied_into_backups() {
+        let deep = |n: usize| (0..n).fold(json!(1), |v, _| json!([v]));
+        let put = |d: Value| vec![Change::Put { collection: "c".into(), id: "x".into(), document: d }];
+        assert!(encode_changes(&put(deep(MAX_CHANGE_VALUE_NESTING))).unwrap().1);
+        assert!(!encode_changes(&put(deep(MAX_CHANGE_VALUE_NESTING + 1))).unwrap().1);
+        // The limit is exactly the one a whole commit record meets.
+        let record = |n: usize| {
+            let commit = Commit { id: "c".into(), parents: vec![], author: String::new(), message: String::new(), timestamp: 0, changes: put(deep(n)) };
+            crate::canonical::to_vec(&serde_json::to_value(&commit).unwrap()).is_ok()
+        };
+        assert!(record(MAX_CHANGE_VALUE_NESTING));
+        assert!(!record(MAX_CHANGE_VALUE_NESTING + 1));
+    }
 }

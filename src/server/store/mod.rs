@@ -26,6 +26,9 @@ const MAX_IDLE_READERS: usize = 8;
 /// SQLite page size of a new store: large pages keep kilobyte documents
 /// out of overflow chains.
 const PAGE_SIZE: i64 = 16384;
+/// SQLite's default: a commit that leaves this many pages in the WAL copies
+/// them into the database file.
+const WAL_AUTOCHECKPOINT: i64 = 1000;
 /// How long a connection waits for a lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -77,6 +80,7 @@ CREATE TABLE IF NOT EXISTS commits (
   message TEXT NOT NULL,
   timestamp INTEGER NOT NULL,
   changes TEXT NOT NULL,
+  canonical INTEGER NOT NULL DEFAULT 0,
   UNIQUE (db, id)
 );
 CREATE TABLE IF NOT EXISTS collections (
@@ -142,6 +146,7 @@ impl Store {
     pub fn open(path: &Path) -> ApiResult<Self> {
         let conn = open_connection(path)?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(Self { path: path.to_path_buf(), writer: Mutex::new(conn), readers: Mutex::new(Vec::new()) })
     }
 
@@ -173,6 +178,34 @@ impl Store {
         Ok(value)
     }
 
+    /// [`write`](Self::write) for one large transaction (a restore). Its
+    /// commit does not copy the WAL into the database file, the checkpoint
+    /// SQLite would otherwise run at once, under the writer lock, for every
+    /// page the transaction wrote: a thread of its own does it afterwards
+    /// (a passive checkpoint, which blocks neither readers nor writers).
+    pub fn write_large<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> ApiResult<T>) -> ApiResult<T> {
+        let mut conn = self.writer.lock().map_err(|_| ApiError::internal("writer poisoned"))?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let value = f(&tx)?;
+        tx.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let committed = tx.commit();
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)?;
+        drop(conn);
+        committed?;
+        let path = self.path.clone();
+        let spawned = std::thread::Builder::new().name("coffer-checkpoint".into()).spawn(move || {
+            let started = std::time::Instant::now();
+            match open_connection(&path).and_then(|c| c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(2))) {
+                Ok(pages) => tracing::debug!(pages, elapsed = ?started.elapsed(), "checkpoint after a large write"),
+                Err(e) => tracing::warn!(error = %e, "checkpoint after a large write failed (the next ones will do it)"),
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start a checkpoint thread (the next writes will checkpoint)");
+        }
+        Ok(value)
+    }
+
     /// [`read`](Self::read) on the blocking pool.
     pub async fn run<T: Send + 'static>(self: &Arc<Self>, f: impl FnOnce(&mut Connection) -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
         let store = self.clone();
@@ -197,6 +230,18 @@ impl Store {
             Ok(v)
         })
     }
+}
+
+/// Brings a store created by an older build up to [`SCHEMA`].
+fn migrate(conn: &Connection) -> ApiResult<()> {
+    // `commits.canonical`: 1 when `changes` holds the canonical JSON of the
+    // change set (a backup copies it), 0 for rows written before (a backup
+    // parses and encodes them, as it always did).
+    let has_canonical = conn.prepare("SELECT 1 FROM pragma_table_info('commits') WHERE name = 'canonical'")?.exists([])?;
+    if !has_canonical {
+        conn.execute_batch("ALTER TABLE commits ADD COLUMN canonical INTEGER NOT NULL DEFAULT 0")?;
+    }
+    Ok(())
 }
 
 /// `Option` from a query that may find no row.
