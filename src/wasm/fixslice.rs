@@ -468,6 +468,7 @@ fn spread(x: u64) -> u128 {
 }
 
 /// The inverse of [`spread`] (high nibbles of each byte ignored).
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))] // the SIMD build uses `simd::inv_bitslice`
 fn gather(x: u128) -> u64 {
     let x = x & NIBBLES;
     let x = (x | x >> 4) & 0x00ff_00ff_00ff_00ff_00ff_00ff_00ff_00ff;
@@ -484,6 +485,7 @@ pub(crate) fn bitslice(blocks: &[[u8; 16]; 8]) -> [u128; 8] {
     core::array::from_fn(|i| spread(lo[i]) | spread(hi[i]) << 4)
 }
 
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))] // the SIMD build uses `simd::inv_bitslice`
 pub(crate) fn inv_bitslice(state: &[u128; 8], blocks: &mut [[u8; 16]; 8]) {
     let (lo, hi) = blocks.split_at_mut(4);
     inv_bitslice64(core::array::from_fn(|i| gather(state[i])), lo);
@@ -591,7 +593,7 @@ pub(crate) fn encrypt<W: Slice>(rkeys: &[W; 120], state: &mut [W; 8]) {
 /// little-endian `u128`: byte `i` of the vector is bits `8i..8i+8`).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub(crate) mod simd {
-    use core::arch::wasm32::{i8x16_shuffle, u64x2, u64x2_extract_lane, u8x16_splat, v128, v128_and, v128_not, v128_or, v128_xor};
+    use core::arch::wasm32::{i8x16_shuffle, u64x2, u64x2_extract_lane, u8x16_shl, u8x16_shr, u8x16_splat, v128, v128_and, v128_not, v128_or, v128_xor};
     use core::ops::{BitAnd, BitOr, BitXor, Not};
 
     #[derive(Clone, Copy)]
@@ -627,10 +629,43 @@ pub(crate) mod simd {
     }
 
     impl V {
+        /// `spread(lo) | spread(hi) << 4` (see [`super::spread`]) with shuffles:
+        /// nibble `k` of `lo` / `hi` into the low / high nibble of byte `k`.
         #[inline(always)]
-        pub(crate) fn to_u128(self) -> u128 {
-            u128::from(u64x2_extract_lane::<0>(self.0)) | u128::from(u64x2_extract_lane::<1>(self.0)) << 64
+        pub(crate) fn interleave(lo: u64, hi: u64) -> V {
+            let v = u64x2(lo, hi);
+            let low = v128_and(v, u8x16_splat(0x0f));
+            let high = u8x16_shr(v, 4);
+            let lo = i8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23>(low, high);
+            let hi = i8x16_shuffle::<8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31>(low, high);
+            V(v128_or(lo, u8x16_shl(hi, 4)))
         }
+
+        /// The inverse of [`V::interleave`]: (lo, hi).
+        #[inline(always)]
+        pub(crate) fn deinterleave(self) -> (u64, u64) {
+            let low = v128_and(self.0, u8x16_splat(0x0f));
+            let high = u8x16_shr(self.0, 4);
+            let even = i8x16_shuffle::<0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30>(low, high);
+            let odd = i8x16_shuffle::<1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31>(low, high);
+            let v = v128_or(even, u8x16_shl(odd, 4));
+            (u64x2_extract_lane::<0>(v), u64x2_extract_lane::<1>(v))
+        }
+    }
+
+    /// [`super::bitslice`] with the interleave in SIMD.
+    pub(crate) fn bitslice(blocks: &[[u8; 16]; 8]) -> [V; 8] {
+        let lo = super::bitslice64(&blocks[..4]);
+        let hi = super::bitslice64(&blocks[4..]);
+        core::array::from_fn(|i| V::interleave(lo[i], hi[i]))
+    }
+
+    /// [`super::inv_bitslice`] with the de-interleave in SIMD.
+    pub(crate) fn inv_bitslice(state: &[V; 8], blocks: &mut [[u8; 16]; 8]) {
+        let halves = state.map(V::deinterleave);
+        let (lo, hi) = blocks.split_at_mut(4);
+        super::inv_bitslice64(halves.map(|h| h.0), lo);
+        super::inv_bitslice64(halves.map(|h| h.1), hi);
     }
 
     impl super::Slice for V {

@@ -380,7 +380,8 @@ impl Gcm {
     /// As above with SIMD: the 128-bit fixslice, eight blocks per pass.
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     fn keystream(&self, nonce: &[u8; 12], counter: u32, out: &mut [u8]) {
-        use super::fixslice::{bitslice, encrypt, inv_bitslice, Slice};
+        use super::fixslice::encrypt;
+        use super::fixslice::simd::{bitslice, inv_bitslice};
         let mut blocks = [[0u8; BLOCK]; 8];
         let mut next = counter;
         for chunk in out.chunks_mut(8 * BLOCK) {
@@ -389,9 +390,9 @@ impl Gcm {
                 block[12..].copy_from_slice(&next.to_be_bytes());
                 next = next.wrapping_add(1);
             }
-            let mut state = bitslice(&blocks).map(super::fixslice::simd::V::from_u128);
+            let mut state = bitslice(&blocks);
             encrypt(&self.rk, &mut state);
-            inv_bitslice(&state.map(|v| v.to_u128()), &mut blocks);
+            inv_bitslice(&state, &mut blocks);
             for (o, b) in chunk.chunks_exact_mut(BLOCK).zip(&blocks) {
                 o.copy_from_slice(b);
             }
