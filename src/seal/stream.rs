@@ -285,13 +285,8 @@ impl Encryptor {
     fn seal_run(&mut self, plain: &[u8], last: bool, out: &mut Vec<u8>) -> Result<()> {
         let seg = self.segment;
         let segments = if last { 1 } else { plain.len() / seg };
-        let next = self.counter.checked_add(segments as u32).filter(|_| segments <= u32::MAX as usize);
-        let next = match (next, last) {
-            (Some(n), _) => n,
-            // The final segment may use the very last counter value.
-            (None, true) => self.counter,
-            (None, false) => return Err(Error::limit("too many segments")),
-        };
+        // At most 2^32 - 1 segments (counters 0..=2^32 - 2), as every writer of the format.
+        let next = self.counter.checked_add(segments as u32).filter(|_| segments <= u32::MAX as usize).ok_or_else(|| Error::limit("too many segments"))?;
         let start = out.len();
         out.resize(start + plain.len() + segments * TAG_LEN, 0);
         let stream = &self.stream;
