@@ -63,6 +63,9 @@ export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="${CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS:-} -C target-feature=+simd128"
 wasm_test=(cargo test --locked --target wasm32-unknown-unknown --no-default-features --features wasm --test wasm)
 
+step "unit tests of src/wasm, native (AES-256-GCM for wasm vs the aes/aes-gcm crates, segment framing)"
+cargo test --locked --no-default-features --features wasm --lib wasm::
+
 step "wasm-bindgen-test in Node"
 "${wasm_test[@]}"
 
