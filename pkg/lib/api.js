@@ -86,15 +86,31 @@ async function webCryptoAll(pusher, collector, input, size) {
   return collector.result();
 }
 
+/**
+ * Whether `e` is WebCrypto failing on its own (an exception that is not a
+ * CofferError, e.g. NotSupportedError from importKey, or an IO-coded
+ * refusal of a segment that does authenticate), rather than an answer
+ * about the input or the key: then the one-shot calls redo the work in
+ * pure wasm.
+ */
+function platformFailure(e) {
+  return !isCofferError(e) || e.code === 'IO';
+}
+
 export async function seal(data, key, options) {
   ensureReady();
   const input = toBytes(data, 'data');
   const [passphrase, recipients] = sealKey(key);
   const [webCrypto, optionsJson] = sealOptions(options);
   if (webCrypto && hasWebCrypto()) {
-    const output = new Collector();
-    const sealer = await WebCryptoSealer.create(output.add, passphrase, recipients, optionsJson);
-    return webCryptoAll(sealer, output, input, sealer.sealedLength(input.length));
+    try {
+      const output = new Collector();
+      const sealer = await WebCryptoSealer.create(output.add, passphrase, recipients, optionsJson);
+      return await webCryptoAll(sealer, output, input, sealer.sealedLength(input.length));
+    } catch (e) {
+      if (!platformFailure(e)) throw e;
+      // crypto.subtle exists but failed on its own: pure wasm gives the same bytes' format.
+    }
   }
   return runAllSync(rawSealer(passphrase, recipients, optionsJson), input);
 }
@@ -104,10 +120,15 @@ export async function open(sealed, key, options) {
   const input = toBytes(sealed, 'sealed');
   const [passphrase, identity] = openKey(key);
   if (openOptions(options) && hasWebCrypto()) {
-    const output = new Collector();
-    const opener = new WebCryptoOpener(output.add, passphrase, identity);
-    const body = await opener.header(input);
-    return webCryptoAll(opener, output, body, opener.plaintextLength(input.length));
+    try {
+      const output = new Collector();
+      const opener = new WebCryptoOpener(output.add, passphrase, identity);
+      const body = await opener.header(input);
+      return await webCryptoAll(opener, output, body, opener.plaintextLength(input.length));
+    } catch (e) {
+      if (!platformFailure(e)) throw e;
+      // crypto.subtle exists but failed on its own: pure wasm gives the same answer.
+    }
   }
   return runAllSync(rawOpener(passphrase, identity), input);
 }

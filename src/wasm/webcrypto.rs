@@ -320,6 +320,10 @@ impl WebOpener {
             return Error::InvalidInput("the header has not been read".into());
         };
         let opens_as = |last: bool| opens(key, &segment_nonce(counter, last), ciphertext);
+        if opens_as(last) {
+            // The segment is authentic: WebCrypto failed for a reason of its own.
+            return Error::Io(std::io::Error::other(format!("WebCrypto refused segment {counter}, which authenticates")));
+        }
         if !last && opens_as(true) {
             return Error::Corrupt("data follows the final segment".into());
         }

@@ -129,6 +129,28 @@ describe('sealing', () => {
     }
   });
 
+  test('when crypto.subtle exists but fails on its own, seal and open fall back to pure wasm', async (t) => {
+    const data = pseudoRandom(2 * SEGMENT + 5, 21);
+    const sealed = coffer.sealSync(data, pw, FAST);
+    const subtle = globalThis.crypto.subtle;
+    let refusals = 0;
+    const refuse = async () => {
+      refusals += 1;
+      throw new DOMException('AES-GCM is not available here', 'NotSupportedError');
+    };
+    for (const method of ['importKey', 'decrypt', 'encrypt']) {
+      subtle[method] = refuse;
+      t.after(() => delete subtle[method]);
+      const before = refusals;
+      assert.ok(equalBytes(await coffer.open(sealed, pw), data), `open with ${method} failing`);
+      assert.ok(equalBytes(coffer.openSync(await coffer.seal(data, pw, FAST), pw), data), `seal with ${method} failing`);
+      assert.ok(refusals > before, `WebCrypto's ${method} was tried first`);
+      // Answers about the input still come through unchanged.
+      assert.equal(await codeOf(() => coffer.open(sealed, { passphrase: 'not it' })), 'WRONG_KEY');
+      delete subtle[method];
+    }
+  });
+
   test('X25519 recipients; an identity file with several keys', async () => {
     const alice = coffer.generateIdentity();
     const bob = coffer.generateIdentity();
