@@ -303,4 +303,22 @@ mod tests {
         }
         validate_key("backup", &new_ksuid()).unwrap();
     }
+
+    #[test]
+    fn a_store_from_an_older_build_gains_the_canonical_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        let old_schema = SCHEMA.replace("  canonical INTEGER NOT NULL DEFAULT 0,\n", "");
+        assert_ne!(old_schema, SCHEMA);
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(&old_schema).unwrap();
+        old.execute("INSERT INTO databases (id, org, name, created_at) VALUES (1, 'o', 'd', 0)", []).unwrap();
+        old.execute("INSERT INTO commits (db, id, parents, author, message, timestamp, changes) VALUES (1, 'c', '[]', '', '', 0, '[]')", []).unwrap();
+        drop(old);
+        for _ in 0..2 {
+            let store = Store::open(&path).unwrap();
+            let canonical: i64 = store.read(|c| Ok(c.query_row("SELECT canonical FROM commits WHERE id = 'c'", [], |r| r.get(0))?)).unwrap();
+            assert_eq!(canonical, 0, "rows written before are not copied as canonical");
+        }
+    }
 }
