@@ -23,7 +23,7 @@ mod stream;
 
 pub use header::{HeaderInfo, RecipientInfo, MAX_HEADER, MAX_METADATA, MAX_RECIPIENTS, PREFIX_LEN};
 pub use keys::{Identity, PublicKey};
-pub use stream::{segment_nonce, Decryptor, Encryptor, OpenReader, SealWriter, SeekReader};
+pub use stream::{segment_nonce, AesGcmSegments, Decryptor, Encryptor, OpenReader, SealWriter, SeekReader, SegmentCipher};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

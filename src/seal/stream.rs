@@ -27,48 +27,97 @@ pub fn segment_nonce(counter: u32, last: bool) -> [u8; 12] {
     nonce
 }
 
-/// STREAM (Hoang, Reyhanitabar, Rogaway, Vizár 2015) over AES-256-GCM, BE32
-/// flavour: segment `i` is sealed with nonce [`segment_nonce`]`(i, last)`.
-///
-/// The `aead-stream` crate implements the same construction (its
-/// `StreamBE32` with an all-zero 7-byte prefix gives these exact nonces; a
-/// test below checks the two agree byte for byte), but only in place on an
-/// `aead::Buffer`. Calling the AEAD's in/out API directly lets a segment be
-/// encrypted from the caller's plaintext straight into the output, and
-/// decrypted from the input straight into the output, with no extra copy.
-struct Stream(Aes256Gcm);
-
-impl Stream {
-    fn new(payload_key: &[u8; 32]) -> Self {
-        Stream(Aes256Gcm::new(payload_key.into()))
-    }
+/// The AEAD that seals one segment under its STREAM nonce. [`AesGcmSegments`]
+/// (the `aes-gcm` crate) is the default everywhere; the wasm build plugs in
+/// its own AES-256-GCM tuned for wasm32 (src/wasm/gcm.rs), so that the
+/// framing, the order and tag rules and every error stay this module's.
+pub trait SegmentCipher: Sync + Sized {
+    /// The cipher for a payload key.
+    fn with_key(key: &[u8; 32]) -> Self;
 
     /// Encrypts `plain` into `out` (`plain.len() + TAG_LEN` bytes: ciphertext ‖ tag).
-    fn seal(&self, counter: u32, last: bool, plain: &[u8], out: &mut [u8]) -> Result<()> {
+    fn seal(&self, nonce: &[u8; 12], plain: &[u8], out: &mut [u8]) -> Result<()>;
+
+    /// Decrypts `sealed` (ciphertext ‖ tag) into `out` (`sealed.len() - TAG_LEN`
+    /// bytes) if the tag verifies. On failure returns false; `out` may then
+    /// have been overwritten (e.g. zeroed), and the caller never releases it.
+    fn open(&self, nonce: &[u8; 12], sealed: &[u8], out: &mut [u8]) -> bool;
+
+    /// As [`open`](Self::open), in place: on success the plaintext is
+    /// `buf[..len - TAG_LEN]`; on failure `buf` is unchanged (callers try a
+    /// segment under both "last" flags to tell truncation from damage).
+    fn open_in_place(&self, nonce: &[u8; 12], buf: &mut [u8]) -> bool {
+        let Some(len) = buf.len().checked_sub(TAG_LEN) else { return false };
+        let sealed = buf.to_vec();
+        if self.open(nonce, &sealed, &mut buf[..len]) {
+            return true;
+        }
+        buf.copy_from_slice(&sealed);
+        false
+    }
+}
+
+/// AES-256-GCM from the `aes-gcm` crate, through its in/out API: a segment
+/// is encrypted from the caller's plaintext straight into the output and
+/// decrypted from the input straight into the output, with no extra copy.
+///
+/// The `aead-stream` crate implements the same STREAM construction (its
+/// `StreamBE32` with an all-zero 7-byte prefix gives [`segment_nonce`]'s exact
+/// nonces; a test below checks the two agree byte for byte), but only in
+/// place on an `aead::Buffer`, hence the AEAD is called directly.
+pub struct AesGcmSegments(Aes256Gcm);
+
+impl SegmentCipher for AesGcmSegments {
+    fn with_key(key: &[u8; 32]) -> Self {
+        AesGcmSegments(Aes256Gcm::new(key.into()))
+    }
+
+    fn seal(&self, nonce: &[u8; 12], plain: &[u8], out: &mut [u8]) -> Result<()> {
         let failed = || Error::invalid("segment encryption failed");
+        if out.len() != plain.len() + TAG_LEN {
+            return Err(failed());
+        }
         let (body, tag) = out.split_at_mut(plain.len());
         let buf = InOutBuf::new(plain, body).map_err(|_| failed())?;
-        let t = self.0.encrypt_inout_detached(&segment_nonce(counter, last).into(), &[], buf).map_err(|_| failed())?;
+        let t = self.0.encrypt_inout_detached(nonce.into(), &[], buf).map_err(|_| failed())?;
         tag.copy_from_slice(&t);
         Ok(())
     }
 
-    /// Decrypts `sealed` (ciphertext ‖ tag) into `out` (`sealed.len() - TAG_LEN`
-    /// bytes). AES-GCM checks the tag first: on failure nothing is written.
-    fn open(&self, counter: u32, last: bool, sealed: &[u8], out: &mut [u8]) -> bool {
+    fn open(&self, nonce: &[u8; 12], sealed: &[u8], out: &mut [u8]) -> bool {
         let Some(split) = sealed.len().checked_sub(TAG_LEN) else { return false };
         let (body, tag) = sealed.split_at(split);
         let (Ok(buf), Ok(tag)) = (InOutBuf::new(body, out), <[u8; TAG_LEN]>::try_from(tag)) else { return false };
-        self.0.decrypt_inout_detached(&segment_nonce(counter, last).into(), &[], buf, (&tag).into()).is_ok()
+        self.0.decrypt_inout_detached(nonce.into(), &[], buf, (&tag).into()).is_ok()
     }
 
-    /// Decrypts ciphertext ‖ tag in place; on success the plaintext is
-    /// `buf[..len - TAG_LEN]`. On failure the buffer is unchanged.
-    fn open_in_place(&self, counter: u32, last: bool, buf: &mut [u8]) -> bool {
+    fn open_in_place(&self, nonce: &[u8; 12], buf: &mut [u8]) -> bool {
         let Some(split) = buf.len().checked_sub(TAG_LEN) else { return false };
         let (body, tag) = buf.split_at_mut(split);
         let Ok(tag) = <[u8; TAG_LEN]>::try_from(&*tag) else { return false };
-        self.0.decrypt_inout_detached(&segment_nonce(counter, last).into(), &[], body.into(), (&tag).into()).is_ok()
+        self.0.decrypt_inout_detached(nonce.into(), &[], body.into(), (&tag).into()).is_ok()
+    }
+}
+
+/// STREAM (Hoang, Reyhanitabar, Rogaway, Vizár 2015), BE32 flavour, over a
+/// [`SegmentCipher`]: segment `i` is sealed with nonce [`segment_nonce`]`(i, last)`.
+struct Stream<C = AesGcmSegments>(C);
+
+impl<C: SegmentCipher> Stream<C> {
+    fn new(payload_key: &[u8; 32]) -> Self {
+        Stream(C::with_key(payload_key))
+    }
+
+    fn seal(&self, counter: u32, last: bool, plain: &[u8], out: &mut [u8]) -> Result<()> {
+        self.0.seal(&segment_nonce(counter, last), plain, out)
+    }
+
+    fn open(&self, counter: u32, last: bool, sealed: &[u8], out: &mut [u8]) -> bool {
+        self.0.open(&segment_nonce(counter, last), sealed, out)
+    }
+
+    fn open_in_place(&self, counter: u32, last: bool, buf: &mut [u8]) -> bool {
+        self.0.open_in_place(&segment_nonce(counter, last), buf)
     }
 }
 
@@ -115,8 +164,8 @@ fn default_threads(requested: usize) -> usize {
 /// The first output starts with the header. A full segment is only
 /// emitted once more plaintext follows it, because the final segment must
 /// carry the "last" flag.
-pub struct Encryptor {
-    stream: Stream,
+pub struct Encryptor<C: SegmentCipher = AesGcmSegments> {
+    stream: Stream<C>,
     header: Option<Vec<u8>>,
     info: HeaderInfo,
     payload_key: Zeroizing<[u8; 32]>,
@@ -134,6 +183,14 @@ impl Encryptor {
 
     /// Starts sealing with an explicit random source (tests use a seeded one).
     pub fn with_random(recipients: &[Recipient], options: &SealOptions, rng: &mut dyn RandomSource) -> Result<Self> {
+        Self::with_cipher(recipients, options, rng)
+    }
+}
+
+impl<C: SegmentCipher> Encryptor<C> {
+    /// Starts sealing with the segment cipher `C` (the wasm build's own
+    /// AES-256-GCM); the bytes are those of [`Encryptor::new`].
+    pub fn with_cipher(recipients: &[Recipient], options: &SealOptions, rng: &mut dyn RandomSource) -> Result<Self> {
         if recipients.is_empty() {
             return Err(Error::invalid("no recipient: give a passphrase or at least one public key"));
         }
@@ -302,11 +359,11 @@ impl Encryptor {
     }
 }
 
-enum DecState {
+enum DecState<C: SegmentCipher> {
     /// Collecting the header.
     Header(Vec<u8>),
     Body {
-        stream: Box<Stream>,
+        stream: Box<Stream<C>>,
         payload_key: Zeroizing<[u8; 32]>,
         segment: usize,
         counter: u32,
@@ -318,10 +375,10 @@ enum DecState {
 /// Push-style opening: give it sealed bytes, get plaintext back. Nothing is
 /// returned before its segment's tag has verified; `finish` checks that the
 /// stream ended exactly after its final segment.
-pub struct Decryptor {
+pub struct Decryptor<C: SegmentCipher = AesGcmSegments> {
     keys: Vec<KeyRef>,
     limits: OpenLimits,
-    state: DecState,
+    state: DecState<C>,
     info: Option<HeaderInfo>,
     threads: usize,
 }
@@ -336,6 +393,13 @@ enum KeyRef {
 impl Decryptor {
     /// Starts opening with any of `keys`.
     pub fn new(keys: &[Key], limits: OpenLimits) -> Self {
+        Self::with_cipher(keys, limits)
+    }
+}
+
+impl<C: SegmentCipher> Decryptor<C> {
+    /// Starts opening with the segment cipher `C` (see [`Encryptor::with_cipher`]).
+    pub fn with_cipher(keys: &[Key], limits: OpenLimits) -> Self {
         Self { keys: key_refs(keys), limits, state: DecState::Header(Vec::new()), info: None, threads: default_threads(0) }
     }
 
@@ -511,7 +575,7 @@ fn unlock(candidates: &[KeyRef], header: &Header) -> Result<FileKey> {
 
 /// Opens `sealed`, whole non-final segments, into `out`. `out` only grows
 /// once every one of them has verified (a failing run leaves it as it was).
-fn open_run(stream: &Stream, counter: &mut u32, sealed: &[u8], unit: usize, threads: usize, out: &mut Vec<u8>) -> Result<()> {
+fn open_run<C: SegmentCipher>(stream: &Stream<C>, counter: &mut u32, sealed: &[u8], unit: usize, threads: usize, out: &mut Vec<u8>) -> Result<()> {
     let count = sealed.len() / unit;
     let next = counter.checked_add(count as u32).filter(|_| count <= u32::MAX as usize).ok_or_else(|| Error::limit("too many segments"))?;
     let base = *counter;
@@ -819,7 +883,7 @@ mod tests {
     #[test]
     fn segments_are_aead_stream_be32() {
         let key = [7u8; 32];
-        let ours = Stream::new(&key);
+        let ours: Stream = Stream::new(&key);
         let reference: StreamBE32<Aes256Gcm> = StreamBE32::new((&key).into(), &Default::default());
         for (counter, last, len) in [(0u32, false, 1000usize), (1, false, 17), (5, true, 3), (u32::MAX, true, 0)] {
             let plain: Vec<u8> = (0..len).map(|i| i as u8).collect();
@@ -836,6 +900,66 @@ mod tests {
             assert!(ours.open_in_place(counter, last, &mut in_place));
             assert_eq!(&in_place[..len], plain.as_slice());
         }
+    }
+
+    /// A segment cipher that, like the wasm one, writes `out` before checking
+    /// the tag and zeroes it on failure, and has no in-place open of its own.
+    struct Scribbling(AesGcmSegments);
+
+    impl SegmentCipher for Scribbling {
+        fn with_key(key: &[u8; 32]) -> Self {
+            Scribbling(AesGcmSegments::with_key(key))
+        }
+        fn seal(&self, nonce: &[u8; 12], plain: &[u8], out: &mut [u8]) -> Result<()> {
+            self.0.seal(nonce, plain, out)
+        }
+        fn open(&self, nonce: &[u8; 12], sealed: &[u8], out: &mut [u8]) -> bool {
+            let ok = self.0.open(nonce, sealed, out);
+            if !ok {
+                out.fill(0);
+            }
+            ok
+        }
+    }
+
+    /// The framing's diagnosis does not depend on the cipher leaving its
+    /// output alone on failure: a pluggable cipher gets the same codes.
+    #[test]
+    fn a_pluggable_cipher_gets_the_same_bytes_and_codes() {
+        let options = SealOptions { segment_log2: 14, ..SealOptions::default() };
+        let recipients = [Recipient::X25519(keys::Identity::generate_with(&mut super::super::DeterministicRandom::new(b"id")).unwrap().public())];
+        let keys = [Key::Identity(keys::Identity::generate_with(&mut super::super::DeterministicRandom::new(b"id")).unwrap())];
+        let plain = vec![7u8; 2 * 16384];
+        let seal = |plugged: bool| {
+            let mut out = Vec::new();
+            let rng = &mut super::super::DeterministicRandom::new(b"seal");
+            if plugged {
+                let mut enc = Encryptor::<Scribbling>::with_cipher(&recipients, &options, rng).unwrap();
+                enc.push_into(&plain, &mut out).unwrap();
+                enc.finish_into(&mut out).unwrap();
+            } else {
+                let mut enc = Encryptor::with_random(&recipients, &options, rng).unwrap();
+                enc.push_into(&plain, &mut out).unwrap();
+                enc.finish_into(&mut out).unwrap();
+            }
+            out
+        };
+        let sealed = seal(true);
+        assert!(sealed == seal(false), "same bytes with either cipher");
+        let open = |bytes: &[u8]| {
+            let mut dec = Decryptor::<Scribbling>::with_cipher(&keys, OpenLimits::default());
+            let mut out = Vec::new();
+            dec.push_into(bytes, &mut out)?;
+            out.extend_from_slice(&dec.finish()?);
+            Ok::<_, Error>(out)
+        };
+        assert!(open(&sealed).unwrap() == plain);
+        let header = super::super::inspect(&sealed, &OpenLimits::default()).unwrap().header_len;
+        let boundary = &sealed[..header + 16384 + TAG_LEN];
+        assert_eq!(open(boundary).unwrap_err().code(), "TRUNCATED");
+        let mut flipped = sealed.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert_eq!(open(&flipped).unwrap_err().code(), "CORRUPT");
     }
 
     /// Any split of the input into pushes gives the same bytes, and a failed

@@ -2,11 +2,10 @@
 //! `openSync` and the streams used where WebCrypto is missing are built on
 //! these in the JS layer.
 //!
-//! The core's [`Encryptor`] / [`Decryptor`] build and read the header
-//! (Argon2id, X25519, key commitment, MAC) and give the payload key; the
-//! segments are then laid out as the core does ([`Framing`]: the same
-//! nonces, the same "hold back at least one byte" rule) and encrypted with
-//! [`Gcm`], an AES-256-GCM tuned for wasm32 (see `gcm.rs`). tests/wasm.rs and
+//! They are the core's [`Encryptor`] / [`Decryptor`] (header, Argon2id,
+//! X25519, key commitment, MAC, segment framing, every error) with the
+//! segments sealed by [`Gcm`], an AES-256-GCM tuned for wasm32 (see
+//! `gcm.rs`), plugged in as the core's [`SegmentCipher`]. tests/wasm.rs and
 //! tests/js check that the bytes and every error code are the core's.
 //!
 //! Output is collected in a buffer owned by the object, reused from call to
@@ -20,13 +19,31 @@ use wasm_bindgen::prelude::*;
 
 use super::gcm::Gcm;
 use super::keys::{keys, recipients, seal_options};
-use super::webcrypto::{plaintext_len, sealed_len, Framing};
+use super::webcrypto::{plaintext_len, sealed_len};
 use super::JsResult;
 use crate::error::{Error, Result};
-use crate::seal::{segment_nonce, Decryptor, Encryptor, OpenLimits, TAG_LEN};
+use crate::seal::{Decryptor, Encryptor, OpenLimits, OsRandom, SegmentCipher};
 
 fn finished() -> JsValue {
     Error::InvalidInput("this object has already finished or failed".into()).into()
+}
+
+impl SegmentCipher for Gcm {
+    fn with_key(key: &[u8; 32]) -> Self {
+        Gcm::new(key)
+    }
+
+    fn seal(&self, nonce: &[u8; 12], plain: &[u8], out: &mut [u8]) -> Result<()> {
+        if out.len() != plain.len() + crate::seal::TAG_LEN {
+            return Err(Error::InvalidInput("segment encryption failed".into()));
+        }
+        Gcm::seal(self, nonce, plain, out);
+        Ok(())
+    }
+
+    fn open(&self, nonce: &[u8; 12], sealed: &[u8], out: &mut [u8]) -> bool {
+        Gcm::open(self, nonce, sealed, out)
+    }
 }
 
 /// Copies `out` into `target` at `at`; an error if it does not fit.
@@ -37,68 +54,13 @@ fn copy_out(out: &[u8], target: &Uint8Array, at: u32) -> JsResult<()> {
     Ok(())
 }
 
-/// The state of a sealing stream once the header is built.
-struct SealState {
-    gcm: Gcm,
-    framing: Framing,
-    segment: usize,
-    header_len: u64,
-    /// The header, until it goes out with the first output.
-    header: Option<Vec<u8>>,
-    /// Plaintext held back: less than a segment, or a whole one that may be the last.
-    pending: Vec<u8>,
-}
-
-impl SealState {
-    /// Seals one segment of `plain` and appends it to `out`.
-    fn seal(&mut self, plain: &[u8], last: bool, out: &mut Vec<u8>) -> Result<()> {
-        let nonce = self.framing.next_nonce(last)?;
-        let start = out.len();
-        out.resize(start + plain.len() + TAG_LEN, 0);
-        self.gcm.seal(&nonce, plain, &mut out[start..]);
-        Ok(())
-    }
-
-    /// As the core's `Encryptor::push_into`: whole segments straight from
-    /// `data`, at least one byte held back.
-    fn push(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        let seg = self.segment;
-        if !self.pending.is_empty() {
-            let need = seg - self.pending.len();
-            if data.len() <= need {
-                self.pending.extend_from_slice(data);
-                return Ok(());
-            }
-            let mut full = std::mem::take(&mut self.pending);
-            full.extend_from_slice(&data[..need]);
-            data = &data[need..];
-            let sealed = self.seal(&full, false, out);
-            full.clear();
-            self.pending = full;
-            sealed?;
-        }
-        if data.len() > seg {
-            let run = (data.len() - 1) / seg * seg;
-            for plain in data[..run].chunks(seg) {
-                self.seal(plain, false, out)?;
-            }
-            data = &data[run..];
-        }
-        self.pending.extend_from_slice(data);
-        Ok(())
-    }
-
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<()> {
-        let pending = std::mem::take(&mut self.pending);
-        self.seal(&pending, true, out)
-    }
-}
-
 /// Push-style sealing in wasm: `push(plaintext)` returns the ciphertext
 /// ready so far (the header first), `finish()` the rest.
 #[wasm_bindgen]
 pub struct Sealer {
-    state: Option<SealState>,
+    enc: Option<Encryptor<Gcm>>,
+    header_len: u64,
+    segment: u64,
     out: Vec<u8>,
 }
 
@@ -110,17 +72,9 @@ impl Sealer {
     pub fn new(passphrase: Option<String>, public_keys: Vec<String>, options: &str) -> JsResult<Sealer> {
         let recipients = recipients(passphrase, public_keys)?;
         let options = seal_options(options)?;
-        let mut enc = Encryptor::new(&recipients, &options)?;
-        let segment = enc.segment_size();
-        let state = SealState {
-            gcm: Gcm::new(enc.payload_key()),
-            framing: Framing::new(segment),
-            segment,
-            header_len: enc.info().header_len as u64,
-            header: enc.take_header(),
-            pending: Vec::new(),
-        };
-        Ok(Sealer { state: Some(state), out: Vec::new() })
+        let enc = Encryptor::<Gcm>::with_cipher(&recipients, &options, &mut OsRandom)?;
+        let (header_len, segment) = (enc.info().header_len as u64, enc.segment_size() as u64);
+        Ok(Sealer { enc: Some(enc), header_len, segment, out: Vec::new() })
     }
 
     /// Adds plaintext; returns the ciphertext that can be emitted so far.
@@ -139,14 +93,10 @@ impl Sealer {
     /// `copyTo` or `take` (it is dropped by the next push).
     #[wasm_bindgen(js_name = pushBuffered)]
     pub fn push_buffered(&mut self, data: &[u8]) -> JsResult<u32> {
-        let state = self.state.as_mut().ok_or_else(finished)?;
+        let enc = self.enc.as_mut().ok_or_else(finished)?;
         self.out.clear();
-        if let Some(header) = state.header.take() {
-            self.out.extend_from_slice(&header);
-        }
-        if let Err(e) = state.push(data, &mut self.out) {
-            self.state = None;
-            self.out.clear();
+        if let Err(e) = enc.push_into(data, &mut self.out) {
+            self.enc = None;
             return Err(e.into());
         }
         Ok(self.out.len() as u32)
@@ -155,12 +105,9 @@ impl Sealer {
     /// As `finish`, but the ciphertext stays here (see `pushBuffered`).
     #[wasm_bindgen(js_name = finishBuffered)]
     pub fn finish_buffered(&mut self) -> JsResult<u32> {
-        let mut state = self.state.take().ok_or_else(finished)?;
+        let enc = self.enc.take().ok_or_else(finished)?;
         self.out.clear();
-        if let Some(header) = state.header.take() {
-            self.out.extend_from_slice(&header);
-        }
-        state.finish(&mut self.out).inspect_err(|_| self.out.clear())?;
+        enc.finish_into(&mut self.out).inspect_err(|_| self.out.clear())?;
         Ok(self.out.len() as u32)
     }
 
@@ -178,96 +125,10 @@ impl Sealer {
     /// Bytes of the sealed file for `plaintext` bytes (header included).
     #[wasm_bindgen(js_name = outputLength)]
     pub fn output_length(&self, plaintext: f64) -> f64 {
-        self.state.as_ref().map_or(0.0, |s| sealed_len(s.header_len, s.segment as u64, plaintext as u64) as f64)
-    }
-}
-
-/// The state of an opening stream once the header is authenticated.
-struct OpenState {
-    gcm: Gcm,
-    framing: Framing,
-    segment: usize,
-    header_len: u64,
-    /// Sealed bytes held back: less than a unit, or a whole one that may be the last.
-    pending: Vec<u8>,
-}
-
-impl OpenState {
-    fn unit(&self) -> usize {
-        self.segment + TAG_LEN
-    }
-
-    /// Opens one non-final segment into `out`, with the core's diagnosis on failure.
-    fn open(&mut self, sealed: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        let counter = self.framing.counter();
-        let nonce = self.framing.next_nonce(false)?;
-        let start = out.len();
-        out.resize(start + sealed.len() - TAG_LEN, 0);
-        if self.gcm.open(&nonce, sealed, &mut out[start..]) {
-            return Ok(());
+        if self.enc.is_none() {
+            return 0.0;
         }
-        out.truncate(start);
-        // Authentic as a final segment, yet more bytes follow: appended data.
-        if self.opens(counter, true, sealed) {
-            return Err(Error::Corrupt("data follows the final segment".into()));
-        }
-        Err(Error::Corrupt(format!("segment {counter} failed authentication (damaged, reordered or truncated)")))
-    }
-
-    fn opens(&self, counter: u32, last: bool, sealed: &[u8]) -> bool {
-        let mut scratch = vec![0u8; sealed.len().saturating_sub(TAG_LEN)];
-        self.gcm.open(&segment_nonce(counter, last), sealed, &mut scratch)
-    }
-
-    /// As the core's `Decryptor::push_into`.
-    fn push(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        let unit = self.unit();
-        if !self.pending.is_empty() {
-            let need = unit - self.pending.len();
-            if data.len() <= need {
-                self.pending.extend_from_slice(data);
-                return Ok(());
-            }
-            let mut full = std::mem::take(&mut self.pending);
-            full.extend_from_slice(&data[..need]);
-            data = &data[need..];
-            let opened = self.open(&full, out);
-            full.clear();
-            self.pending = full;
-            opened?;
-        }
-        if data.len() > unit {
-            let run = (data.len() - 1) / unit * unit;
-            for sealed in data[..run].chunks(unit) {
-                self.open(sealed, out)?;
-            }
-            data = &data[run..];
-        }
-        self.pending.extend_from_slice(data);
-        Ok(())
-    }
-
-    /// As the core's `Decryptor::finish`.
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<()> {
-        let pending = std::mem::take(&mut self.pending);
-        if pending.len() < TAG_LEN {
-            return Err(Error::Truncated("input ends before the final segment".into()));
-        }
-        let counter = self.framing.counter();
-        let nonce = self.framing.next_nonce(true)?;
-        let start = out.len();
-        out.resize(start + pending.len() - TAG_LEN, 0);
-        if self.gcm.open(&nonce, &pending, &mut out[start..]) {
-            if out.len() == start && counter > 0 {
-                return Err(Error::Corrupt("empty final segment after a full one".into()));
-            }
-            return Ok(());
-        }
-        out.truncate(start);
-        if pending.len() == self.unit() && self.opens(counter, false, &pending) {
-            return Err(Error::Truncated("input ends at a segment boundary: the final segment is missing".into()));
-        }
-        Err(Error::Corrupt(format!("segment {counter} failed authentication (damaged or truncated)")))
+        sealed_len(self.header_len, self.segment, plaintext as u64) as f64
     }
 }
 
@@ -275,9 +136,7 @@ impl OpenState {
 /// so far, `finish()` checks the end of the stream and returns the rest.
 #[wasm_bindgen]
 pub struct Opener {
-    /// Reads the header; dropped once the payload key is known.
-    header: Option<Decryptor>,
-    state: Option<OpenState>,
+    dec: Option<Decryptor<Gcm>>,
     out: Vec<u8>,
 }
 
@@ -288,7 +147,7 @@ impl Opener {
     #[wasm_bindgen(constructor)]
     pub fn new(passphrase: Option<String>, identity: Option<String>) -> JsResult<Opener> {
         let keys = keys(passphrase, identity)?;
-        Ok(Opener { header: Some(Decryptor::new(&keys, OpenLimits::default())), state: None, out: Vec::new() })
+        Ok(Opener { dec: Some(Decryptor::<Gcm>::with_cipher(&keys, OpenLimits::default())), out: Vec::new() })
     }
 
     /// Adds sealed bytes; returns the plaintext verified so far.
@@ -307,12 +166,10 @@ impl Opener {
     /// `copyTo` or `take` (it is dropped by the next push).
     #[wasm_bindgen(js_name = pushBuffered)]
     pub fn push_buffered(&mut self, data: &[u8]) -> JsResult<u32> {
+        let dec = self.dec.as_mut().ok_or_else(finished)?;
         self.out.clear();
-        let result = self.push_inner(data);
-        if let Err(e) = result {
-            self.header = None;
-            self.state = None;
-            self.out.clear();
+        if let Err(e) = dec.push_into(data, &mut self.out) {
+            self.dec = None;
             return Err(e.into());
         }
         Ok(self.out.len() as u32)
@@ -321,13 +178,8 @@ impl Opener {
     /// As `finish`, but the plaintext stays here (see `pushBuffered`).
     #[wasm_bindgen(js_name = finishBuffered)]
     pub fn finish_buffered(&mut self) -> JsResult<u32> {
-        self.out.clear();
-        if let Some(dec) = self.header.take() {
-            // The input ended inside the header: the core explains how.
-            return Err(dec.finish().err().unwrap_or_else(|| Error::Truncated("input ends inside the sealed header".into())).into());
-        }
-        let mut state = self.state.take().ok_or_else(finished)?;
-        state.finish(&mut self.out).inspect_err(|_| self.out.clear())?;
+        let dec = self.dec.take().ok_or_else(finished)?;
+        self.out = dec.finish()?;
         Ok(self.out.len() as u32)
     }
 
@@ -346,32 +198,10 @@ impl Opener {
     /// the header has been read (0 before).
     #[wasm_bindgen(js_name = outputLength)]
     pub fn output_length(&self, sealed: f64) -> f64 {
-        self.state.as_ref().map_or(0.0, |s| plaintext_len(s.header_len, s.segment as u64, sealed as u64) as f64)
-    }
-}
-
-impl Opener {
-    fn push_inner(&mut self, mut data: &[u8]) -> Result<()> {
-        if let Some(dec) = &mut self.header {
-            // Exactly the header bytes go to the core.
-            while dec.payload_key().is_none() {
-                if data.is_empty() {
-                    return Ok(());
-                }
-                let n = dec.header_bytes_needed().clamp(1, data.len());
-                dec.push_into(&data[..n], &mut self.out)?;
-                data = &data[n..];
-            }
-            let Some((key, segment)) = dec.payload_key() else {
-                return Ok(());
-            };
-            let header_len = dec.info().map_or(0, |i| i.header_len as u64);
-            self.state = Some(OpenState { gcm: Gcm::new(key), framing: Framing::new(segment + TAG_LEN), segment, header_len, pending: Vec::new() });
-            self.header = None;
-        }
-        match &mut self.state {
-            Some(state) => state.push(data, &mut self.out),
-            None => Err(Error::InvalidInput("this object has already finished or failed".into())),
+        let Some(dec) = &self.dec else { return 0.0 };
+        match (dec.info(), dec.payload_key()) {
+            (Some(info), Some((_, segment))) => plaintext_len(info.header_len as u64, segment as u64, sealed as u64) as f64,
+            _ => 0.0,
         }
     }
 }

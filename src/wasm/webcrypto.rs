@@ -53,11 +53,6 @@ impl Framing {
         Self { unit, counter: 0, finished: false }
     }
 
-    /// The counter of the next segment.
-    pub(super) fn counter(&self) -> u32 {
-        self.counter
-    }
-
     /// How many whole, non-final units can be processed once `buffered`
     /// bytes are waiting. At least one byte is always held back: a unit is
     /// only known not to be the last one when more data follows it.
