@@ -212,7 +212,9 @@ impl<W: Write> BundleWriter<W> {
     /// framed as a JSON array. **The caller guarantees the rest**: that
     /// `changes` is exactly the canonical JSON (docs/FORMAT.md §2) of a valid
     /// array of changes (what `canonical::to_vec` gives for the serialized
-    /// `Vec<Change>`), with valid collection names and document ids. A
+    /// `Vec<Change>`), with valid collection names and document ids, and
+    /// nested at most [`MAX_DEPTH`](crate::canonical::MAX_DEPTH) levels
+    /// counting the record's own three (record, array, change). A
     /// bundle written from anything else is refused by every reader
     /// (`CORRUPT`), so only pass bytes your own code produced canonically.
     pub fn add_canonical_commit(&mut self, commit: &CanonicalCommit<'_>) -> Result<()> {
