@@ -222,7 +222,7 @@ impl<R: Read> BundleReader<R> {
             }
             BlockKind::Commits => {
                 let json = take_record(buf, &mut pos, self.limits.max_record)?;
-                let commit: Commit = canonical::from_canonical(json, "commit record")?;
+                let commit = read_commit(json)?;
                 commit.validate().map_err(|e| Error::corrupt(e.to_string()))?;
                 let mut generation = 0;
                 for parent in &commit.parents {
@@ -458,6 +458,33 @@ impl<R: Read> BundleReader<R> {
     }
 }
 
+/// A commit record as a bundle must hold it: every member present (the
+/// `Commit` type fills missing ones with defaults, for hand-written
+/// history files), nothing else.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommitRecord {
+    author: String,
+    changes: Vec<crate::snapshot::Change>,
+    id: String,
+    message: String,
+    parents: Vec<String>,
+    timestamp: i64,
+}
+
+/// Parses a commit record, which must be canonical JSON with exactly the
+/// members of a commit. Canonical text that parses into the strict record
+/// type (all members present, none unknown, in each change too) re-encodes
+/// to the same bytes, so this is the check of `canonical::from_canonical`
+/// without building, re-serializing and comparing a value tree.
+fn read_commit(json: &[u8]) -> Result<Commit> {
+    if !canonical::is_canonical(json) {
+        return Err(Error::corrupt("commit record is not in canonical form"));
+    }
+    let r: CommitRecord = serde_json::from_slice(json).map_err(|e| Error::corrupt(format!("commit record: {e}")))?;
+    Ok(Commit { id: r.id, parents: r.parents, author: r.author, message: r.message, timestamp: r.timestamp, changes: r.changes })
+}
+
 fn take_record<'a>(buf: &'a [u8], pos: &mut usize, max: usize) -> Result<&'a [u8]> {
     let len = get_varint(buf, pos)? as usize;
     if len > max.min(MAX_RECORD) || len > buf.len() - *pos {
@@ -557,6 +584,24 @@ pub fn read_collection<R: Read + Seek>(mut input: R, name: &str) -> Result<Bundl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commit_records_must_be_canonical_and_complete() {
+        let good =
+            br#"{"author":"ada","changes":[{"collection":"c","document":{"a":1},"id":"d","op":"put"}],"id":"c1","message":"m","parents":["c0"],"timestamp":5}"#;
+        let commit = read_commit(good).unwrap();
+        assert_eq!(canonical::to_vec(&serde_json::to_value(&commit).unwrap()).unwrap(), good.to_vec());
+        for bad in [
+            &br#"{"author":"ada","changes":[],"id":"c1","parents":["c0"],"timestamp":5}"#[..], // no message
+            br#"{"author":"ada","changes":[],"extra":1,"id":"c1","message":"m","parents":[],"timestamp":5}"#,
+            br#"{"author":"ada","changes":[],"id":"c1","message":"m","parents":[],"timestamp":5.5}"#,
+            br#"{"changes":[],"author":"ada","id":"c1","message":"m","parents":[],"timestamp":5}"#, // key order
+            br#"{"author":"ada","changes":[{"collection":"c","id":"d","op":"put"}],"id":"c1","message":"m","parents":[],"timestamp":5}"#,
+            br#"{"author":"ada", "changes":[],"id":"c1","message":"m","parents":[],"timestamp":5}"#,
+        ] {
+            assert_eq!(read_commit(bad).unwrap_err().code(), "CORRUPT", "{}", String::from_utf8_lossy(bad));
+        }
+    }
 
     #[test]
     fn header_errors_have_precise_codes() {
