@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use server_support::{ADMIN_PASSWORD, DEADLINE};
+use server_support::{walk, ADMIN_PASSWORD, DEADLINE};
 
 /// Not a test: the child's entry point.
 #[test]
@@ -132,19 +132,4 @@ async fn a_killed_backup_is_marked_interrupted_and_leaves_nothing() {
     assert_eq!(info["documents"], 3000);
     server.child.kill().unwrap();
     server.child.wait().unwrap();
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }

@@ -282,37 +282,13 @@ impl<C: SegmentCipher> Encryptor<C> {
     /// Full segments are encrypted straight from `data` into `out`; only the
     /// tail that does not fill a segment, or that might be the last one, is
     /// kept back (at most one segment). On error `out` is left as it was.
-    pub fn push_into(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    pub fn push_into(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
         let start = out.len();
-        let result = (|| {
-            if let Some(header) = self.header.take() {
-                out.extend_from_slice(&header);
-            }
-            let seg = self.segment;
-            if !self.pending.is_empty() {
-                // Fill the held-back segment; seal it only if more data follows it.
-                let need = seg - self.pending.len();
-                if data.len() <= need {
-                    self.pending.extend_from_slice(data);
-                    return Ok(());
-                }
-                self.pending.extend_from_slice(&data[..need]);
-                data = &data[need..];
-                let full = std::mem::take(&mut self.pending);
-                let sealed = self.seal_run(&full, false, out);
-                self.pending = full;
-                self.pending.clear();
-                sealed?;
-            }
-            if data.len() > seg {
-                // Keep at least one byte back: only then is every sealed segment known not to be last.
-                let run = (data.len() - 1) / seg * seg;
-                self.seal_run(&data[..run], false, out)?;
-                data = &data[run..];
-            }
-            self.pending.extend_from_slice(data);
-            Ok(())
-        })();
+        if let Some(header) = self.header.take() {
+            out.extend_from_slice(&header);
+        }
+        let (stream, counter, threads, seg) = (&self.stream, &mut self.counter, self.threads, self.segment);
+        let result = feed_units(&mut self.pending, seg, data, |plain| seal_run(stream, counter, threads, seg, plain, false, out));
         if result.is_err() {
             out.truncate(start);
         }
@@ -326,37 +302,66 @@ impl<C: SegmentCipher> Encryptor<C> {
         Ok(out)
     }
 
-    /// Seals the final segment and appends the remaining ciphertext to `out`.
+    /// Seals the final segment and appends the remaining ciphertext to
+    /// `out`. On error `out` is left as it was.
     pub fn finish_into(mut self, out: &mut Vec<u8>) -> Result<()> {
+        let start = out.len();
         if let Some(header) = self.header.take() {
             out.extend_from_slice(&header);
         }
         // pending holds 1..=segment bytes, or 0 when nothing was pushed at all.
-        let pending = std::mem::take(&mut self.pending);
-        self.seal_run(&pending, true, out)
-    }
-
-    /// Seals `plain` and appends it to `out`: whole segments when `last` is
-    /// false (`plain` is a multiple of the segment size), else the one final
-    /// segment (`plain` holds at most one segment).
-    fn seal_run(&mut self, plain: &[u8], last: bool, out: &mut Vec<u8>) -> Result<()> {
-        let seg = self.segment;
-        let segments = if last { 1 } else { plain.len() / seg };
-        // At most 2^32 - 1 segments (counters 0..=2^32 - 2), as every writer of the format.
-        let next = self.counter.checked_add(segments as u32).filter(|_| segments <= u32::MAX as usize).ok_or_else(|| Error::limit("too many segments"))?;
-        let start = out.len();
-        out.resize(start + plain.len() + segments * TAG_LEN, 0);
-        let stream = &self.stream;
-        let base = self.counter;
-        if last {
-            stream.seal(base, true, plain, &mut out[start..])?;
-        } else {
-            let jobs: Vec<_> = plain.chunks(seg).zip(out[start..].chunks_mut(seg + TAG_LEN)).enumerate().collect();
-            for_each_parallel(jobs, self.threads, |(i, (p, o))| stream.seal(base + i as u32, false, p, o))?;
+        let result = seal_run(&self.stream, &mut self.counter, self.threads, self.segment, &self.pending, true, out);
+        if result.is_err() {
+            out.truncate(start);
         }
-        self.counter = next;
-        Ok(())
+        result
     }
+}
+
+/// Feeds `data`, after the bytes held back in `pending`, to `run` in whole
+/// `unit`s known not to be the last one of the stream (more bytes follow
+/// them): first the held-back unit once it is full, then whole units
+/// straight from `data`. What is left (1..=unit bytes, or none if nothing
+/// came yet) is held back in `pending`: the final unit is only known at the end.
+fn feed_units(pending: &mut Vec<u8>, unit: usize, mut data: &[u8], mut run: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    if !pending.is_empty() {
+        let need = unit - pending.len();
+        if data.len() <= need {
+            pending.extend_from_slice(data);
+            return Ok(());
+        }
+        pending.extend_from_slice(&data[..need]);
+        data = &data[need..];
+        run(pending)?;
+        pending.clear();
+    }
+    if data.len() > unit {
+        let whole = (data.len() - 1) / unit * unit;
+        run(&data[..whole])?;
+        data = &data[whole..];
+    }
+    pending.extend_from_slice(data);
+    Ok(())
+}
+
+/// Seals `plain` under `stream` and appends it to `out`: whole segments of
+/// `seg` bytes when `last` is false (`plain` is a multiple of `seg`), else
+/// the one final segment (`plain` holds at most one segment).
+fn seal_run<C: SegmentCipher>(stream: &Stream<C>, counter: &mut u32, threads: usize, seg: usize, plain: &[u8], last: bool, out: &mut Vec<u8>) -> Result<()> {
+    let segments = if last { 1 } else { plain.len() / seg };
+    // At most 2^32 - 1 segments (counters 0..=2^32 - 2), as every writer of the format.
+    let next = counter.checked_add(segments as u32).filter(|_| segments <= u32::MAX as usize).ok_or_else(|| Error::limit("too many segments"))?;
+    let start = out.len();
+    out.resize(start + plain.len() + segments * TAG_LEN, 0);
+    let base = *counter;
+    if last {
+        stream.seal(base, true, plain, &mut out[start..])?;
+    } else {
+        let jobs: Vec<_> = plain.chunks(seg).zip(out[start..].chunks_mut(seg + TAG_LEN)).enumerate().collect();
+        for_each_parallel(jobs, threads, |(i, (p, o))| stream.seal(base + i as u32, false, p, o))?;
+    }
+    *counter = next;
+    Ok(())
 }
 
 enum DecState<C: SegmentCipher> {
@@ -482,26 +487,7 @@ impl<C: SegmentCipher> Decryptor<C> {
         match &mut self.state {
             DecState::Body { stream, segment, counter, pending, .. } => {
                 let unit = *segment + TAG_LEN;
-                if !pending.is_empty() {
-                    // Fill the held-back segment; open it only if more data follows it.
-                    let need = unit - pending.len();
-                    if data.len() <= need {
-                        pending.extend_from_slice(data);
-                        return Ok(());
-                    }
-                    pending.extend_from_slice(&data[..need]);
-                    *data = &data[need..];
-                    open_run(stream, counter, pending, unit, threads, out)?;
-                    pending.clear();
-                }
-                if data.len() > unit {
-                    // Every complete segment followed by more data is not the last one.
-                    let run = (data.len() - 1) / unit * unit;
-                    open_run(stream, counter, &data[..run], unit, threads, out)?;
-                    *data = &data[run..];
-                }
-                pending.extend_from_slice(data);
-                Ok(())
+                feed_units(pending, unit, data, |sealed| open_run(stream, counter, sealed, unit, threads, out))
             }
             DecState::Done => Err(Error::invalid("decryptor already failed or finished")),
             DecState::Header(_) => Ok(()),

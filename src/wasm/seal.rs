@@ -42,7 +42,7 @@ impl SegmentCipher for Gcm {
     }
 
     fn open(&self, nonce: &[u8; 12], sealed: &[u8], out: &mut [u8]) -> bool {
-        Gcm::open(self, nonce, sealed, out)
+        sealed.len().checked_sub(crate::seal::TAG_LEN) == Some(out.len()) && Gcm::open(self, nonce, sealed, out)
     }
 }
 
@@ -107,7 +107,7 @@ impl Sealer {
     pub fn finish_buffered(&mut self) -> JsResult<u32> {
         let enc = self.enc.take().ok_or_else(finished)?;
         self.out.clear();
-        enc.finish_into(&mut self.out).inspect_err(|_| self.out.clear())?;
+        enc.finish_into(&mut self.out)?;
         Ok(self.out.len() as u32)
     }
 

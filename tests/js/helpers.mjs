@@ -76,18 +76,9 @@ export function streamOf(bytes, chunk) {
 /** All bytes of a ReadableStream. */
 export async function collect(stream) {
   const parts = [];
-  let total = 0;
-  for await (const part of stream) {
-    parts.push(part);
-    total += part.length;
-  }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  for await (const part of stream) parts.push(part);
+  const joined = Buffer.concat(parts);
+  return new Uint8Array(joined.buffer, joined.byteOffset, joined.length);
 }
 
 /** Runs `fn` and returns the code of the CofferError it throws (or rejects with); "ok" when it succeeds. */

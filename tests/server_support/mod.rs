@@ -151,3 +151,19 @@ pub async fn all_documents(s: &TestServer, org: &str, db: &str, collection: &str
         }
     }
 }
+
+/// Every file below `dir`, recursively (none if it does not exist).
+pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
