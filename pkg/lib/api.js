@@ -87,14 +87,14 @@ async function webCryptoAll(pusher, collector, input, size) {
 }
 
 /**
- * Whether `e` is WebCrypto failing on its own (an exception that is not a
- * CofferError, e.g. NotSupportedError from importKey, or an IO-coded
- * refusal of a segment that does authenticate), rather than an answer
- * about the input or the key: then the one-shot calls redo the work in
- * pure wasm.
+ * Whether `e` is the platform failing rather than an answer about the input
+ * or the key (an exception that is not a CofferError): then the one-shot
+ * calls redo the work in pure wasm. WebCrypto refusing the key or a segment
+ * never gets here: the push/finish objects redo those segments in wasm
+ * themselves (pkg/lib/webcrypto.js), streams included.
  */
 function platformFailure(e) {
-  return !isCofferError(e) || e.code === 'IO';
+  return !isCofferError(e);
 }
 
 export async function seal(data, key, options) {

@@ -3,6 +3,13 @@
 // segments, gives each segment its nonce and explains every failure; this
 // file only runs AES-256-GCM on the segments with crypto.subtle, a few at a
 // time, and keeps them in order.
+//
+// When WebCrypto fails on its own (importKey refused, or a segment refused
+// that is not at fault), that segment and every later one is done in wasm
+// instead (sealSegment / openSegment: the same key, the same nonce, so the
+// same bytes). Each segment is emitted exactly once, from one or the other,
+// so a stream switches mid-way without losing or repeating anything; what
+// is wrong with the input or the key still fails as before.
 import { WebOpener, WebSealer } from '../wasm/coffer_wasm.js';
 import { SegmentCutter } from './bytes.js';
 import { adopt, call, invalid } from './errors.js';
@@ -12,7 +19,7 @@ import { adopt, call, invalid } from './errors.js';
  * the 2-core machines measured in BENCHMARKS.md while bounding memory: more
  * in flight means more live buffers and more garbage between collections.
  */
-const IN_FLIGHT = 2;
+export const IN_FLIGHT = 2;
 /** Staging buffers kept for reuse. */
 const POOL = IN_FLIGHT + 2;
 
@@ -24,12 +31,40 @@ export function hasWebCrypto() {
   return typeof globalThis.crypto?.subtle?.decrypt === 'function';
 }
 
+/** The payload key as a CryptoKey, or null when WebCrypto refuses it (then the segments run in wasm). */
 async function importKey(raw, usage) {
   try {
     return await globalThis.crypto.subtle.importKey('raw', raw, { name: 'AES-GCM' }, false, [usage]);
+  } catch {
+    return null;
   } finally {
     raw.fill(0);
   }
+}
+
+/**
+ * One segment through WebCrypto's AES-GCM `op` ('encrypt' / 'decrypt'), as
+ * a promise of its bytes. `inWasm()` gives the same bytes (or throws what
+ * is wrong with the input): it runs at once when WebCrypto has been given up
+ * on (`key` null), and when WebCrypto refuses the segment, after which
+ * `refused()` is called if wasm did not find the input at fault.
+ */
+function segment(op, key, nonce, input, inWasm, refused) {
+  let done;
+  try {
+    if (key === null) return Promise.resolve(inWasm());
+    done = globalThis.crypto.subtle[op]({ name: 'AES-GCM', iv: nonce }, key, input);
+  } catch (e) {
+    done = Promise.reject(e);
+  }
+  return done.then(
+    (bytes) => new Uint8Array(bytes),
+    () => {
+      const bytes = inWasm();
+      refused();
+      return bytes;
+    },
+  );
 }
 
 /**
@@ -72,7 +107,8 @@ class Pipeline {
  */
 export class WebCryptoSealer {
   #raw;
-  #key;
+  /** The CryptoKey, or null once WebCrypto has failed on its own (segments then run in wasm). */
+  #key = null;
   #cutter;
   #pipeline;
 
@@ -102,10 +138,14 @@ export class WebCryptoSealer {
   }
 
   #encrypt(nonce, plaintext) {
-    const done = globalThis.crypto.subtle.encrypt({ name: 'AES-GCM', iv: nonce }, this.#key, plaintext);
-    // encrypt() has copied its input: the staging buffer is free again.
-    this.#cutter.release(plaintext);
-    return done.then((ct) => new Uint8Array(ct));
+    const raw = this.#raw;
+    const cutter = this.#cutter;
+    const inWasm = () => call(() => raw.sealSegment(nonce, plaintext));
+    // The plaintext is kept until the operation settles, to redo it in wasm
+    // if WebCrypto fails (encrypt fails on nothing in the input: any
+    // failure is WebCrypto's own).
+    const refused = () => (this.#key = null);
+    return segment('encrypt', this.#key, nonce, plaintext, inWasm, refused).finally(() => cutter.release(plaintext));
   }
 
   /** Adds plaintext; resolves once no more than a few segments are in flight. */
@@ -156,7 +196,10 @@ export class WebCryptoSealer {
  */
 export class WebCryptoOpener {
   #raw;
-  #key;
+  /** The CryptoKey, or null once WebCrypto has failed on its own (segments then run in wasm). */
+  #key = null;
+  /** Whether the header has been read (and the key imported). */
+  #opened = false;
   #cutter;
   #pipeline;
 
@@ -168,16 +211,12 @@ export class WebCryptoOpener {
   #decrypt(nonce, ciphertext) {
     const raw = this.#raw;
     const cutter = this.#cutter;
-    // The ciphertext is kept until the operation settles, to explain a failure.
-    return globalThis.crypto.subtle.decrypt({ name: 'AES-GCM', iv: nonce }, this.#key, ciphertext).then(
-      (pt) => {
-        cutter.release(ciphertext);
-        return new Uint8Array(pt);
-      },
-      () => {
-        throw adopt(raw.failure(nonce, ciphertext));
-      },
-    );
+    const inWasm = () => call(() => raw.openSegment(nonce, ciphertext));
+    // The ciphertext is kept until the operation settles: when WebCrypto
+    // refuses it, wasm opens it (WebCrypto failed on its own) or explains
+    // what is wrong with it.
+    const refused = () => (this.#key = null);
+    return segment('decrypt', this.#key, nonce, ciphertext, inWasm, refused).finally(() => cutter.release(ciphertext));
   }
 
   /**
@@ -208,6 +247,7 @@ export class WebCryptoOpener {
       if (done) {
         this.#cutter = new SegmentCutter(raw.unitSize, POOL);
         this.#key = await importKey(call(() => raw.takeKey()), 'decrypt');
+        this.#opened = true;
         return data;
       }
     }
@@ -218,9 +258,9 @@ export class WebCryptoOpener {
   async push(data) {
     if (!this.#raw) throw finished();
     try {
-      if (this.#key === undefined) {
+      if (!this.#opened) {
         data = await this.#header(data);
-        if (this.#key === undefined) return;
+        if (!this.#opened) return;
       }
       const raw = this.#raw;
       for (const ciphertext of this.#cutter.cut(data, raw.ready(this.#cutter.buffered + data.length))) {
@@ -238,7 +278,7 @@ export class WebCryptoOpener {
     const raw = this.#raw;
     if (!raw) throw finished();
     try {
-      if (this.#key === undefined) throw raw.endInHeader();
+      if (!this.#opened) throw raw.endInHeader();
       const rest = this.#cutter.rest();
       call(() => raw.checkFinal(rest.length));
       const nonce = call(() => raw.nextNonce(true));

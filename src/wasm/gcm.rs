@@ -442,12 +442,12 @@ impl Gcm {
     }
 }
 
-/// Benchmark reference for scripts/bench-js.mjs (not part of the package's
-/// API): seals one `size`-byte buffer in wasm memory `rounds` times with
-/// this module (`aes_gcm_crate` false) or with the `aes-gcm` crate (true),
+/// Benchmark reference for scripts/bench-js.mjs, only in the bench build
+/// (feature `bench`, `scripts/build-wasm.sh --bench`; never in pkg/):
+/// seals one `size`-byte buffer in wasm memory `rounds` times with this module (`aes_gcm_crate` false) or with the `aes-gcm` crate (true),
 /// nothing crossing the JS boundary: the ceiling of `sealSync`. Returns a
 /// byte of the last tag, so the work cannot be optimized away.
-#[doc(hidden)]
+#[cfg(feature = "bench")]
 #[wasm_bindgen::prelude::wasm_bindgen(js_name = gcmReference)]
 pub fn gcm_reference(size: usize, rounds: u32, aes_gcm_crate: bool) -> u8 {
     use aes_gcm::aead::AeadInOut;

@@ -26,7 +26,7 @@ mod seal;
 mod webcrypto;
 
 pub use bundle::{digest, export_collection, file_kind, inspect, read_collection, unbundle, verify_plaintext, BundleBuilder};
-#[doc(hidden)]
+#[cfg(feature = "bench")]
 pub use gcm::gcm_reference;
 pub use keys::{generate_identity, public_key};
 pub use seal::{Opener, Sealer};

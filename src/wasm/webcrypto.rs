@@ -9,6 +9,12 @@
 //! each segment this object hands out, one `encrypt`/`decrypt` with the
 //! payload key and the nonce given here, no associated data.
 //!
+//! When WebCrypto fails on its own (importKey refused, a segment refused
+//! although it authenticates), JS redoes that segment here
+//! (`sealSegment` / `openSegment`, the wasm AES-256-GCM with the same key
+//! and the same nonce): the same bytes, so a stream can switch mid-way
+//! without losing or repeating anything.
+//!
 //! The output is byte for byte what [`Encryptor`] writes: both follow
 //! [`segment_nonce`] and the same "hold back at least one byte so the last
 //! segment is known" rule. tests/js checks that both paths interoperate and
@@ -87,6 +93,19 @@ impl Framing {
     }
 }
 
+impl Framing {
+    /// Whether `nonce` is one this framing has handed out, so a segment
+    /// redone in wasm uses the nonce WebCrypto was given for it, never a new one.
+    fn issued(&self, nonce: &[u8]) -> Result<[u8; NONCE_LEN]> {
+        let (counter, last) = parse_nonce(nonce)?;
+        let handed_out = if last { self.finished && counter == self.counter } else { counter < self.counter };
+        if !handed_out {
+            return Err(Error::InvalidInput("not a nonce this stream has handed out".into()));
+        }
+        Ok(segment_nonce(counter, last))
+    }
+}
+
 /// Splits a nonce made by [`segment_nonce`] back into (counter, last).
 fn parse_nonce(nonce: &[u8]) -> Result<(u32, bool)> {
     match nonce {
@@ -107,6 +126,8 @@ pub struct WebSealer {
     enc: Encryptor,
     key_taken: bool,
     framing: Framing,
+    /// The wasm AES-256-GCM, made on the first `sealSegment`.
+    gcm: Option<Gcm>,
 }
 
 #[wasm_bindgen]
@@ -118,7 +139,7 @@ impl WebSealer {
         let options = seal_options(options)?;
         let enc = Encryptor::new(&recipients, &options)?;
         let framing = Framing::new(enc.segment_size());
-        Ok(WebSealer { enc, key_taken: false, framing })
+        Ok(WebSealer { enc, key_taken: false, framing, gcm: None })
     }
 
     /// The header bytes (once).
@@ -158,6 +179,22 @@ impl WebSealer {
     pub fn next_nonce(&mut self, last: bool) -> JsResult<Vec<u8>> {
         Ok(self.framing.next_nonce(last)?.to_vec())
     }
+
+    /// Seals one segment in wasm, for when WebCrypto fails on its own:
+    /// `plaintext` with a `nonce` handed out by `nextNonce` (the one
+    /// WebCrypto was given for these bytes), ciphertext ‖ tag out — the
+    /// bytes WebCrypto would have given.
+    #[wasm_bindgen(js_name = sealSegment)]
+    pub fn seal_segment(&mut self, nonce: &[u8], plaintext: &[u8]) -> JsResult<Vec<u8>> {
+        let nonce = self.framing.issued(nonce)?;
+        if plaintext.len() > self.framing.unit {
+            return Err(Error::InvalidInput("a segment is longer than the segment size".into()).into());
+        }
+        let gcm = self.gcm.get_or_insert_with(|| Gcm::new(self.enc.payload_key()));
+        let mut out = vec![0u8; plaintext.len() + TAG_LEN];
+        gcm.seal(&nonce, plaintext, &mut out);
+        Ok(out)
+    }
 }
 
 /// Opening with WebCrypto doing the segment decryption.
@@ -168,7 +205,8 @@ impl WebSealer {
 /// whole ciphertext segments of `unitSize` bytes, each decrypted with
 /// `nextNonce(false)`; at the end `checkFinal(len)` and decrypt the rest with
 /// `nextNonce(true)`, then `finalOpened(nonce, plaintextLen)`. When a
-/// decryption fails, throw `failure(nonce, ciphertext)`. When the input ends
+/// decryption fails, `openSegment(nonce, ciphertext)` gives the plaintext
+/// (WebCrypto failed on its own) or throws what is wrong with the input. When the input ends
 /// inside the header, throw `endInHeader()`.
 #[wasm_bindgen]
 pub struct WebOpener {
@@ -177,6 +215,8 @@ pub struct WebOpener {
     key_taken: bool,
     framing: Option<Framing>,
     segment: usize,
+    /// The wasm AES-256-GCM, made on the first `openSegment`.
+    gcm: Option<Gcm>,
 }
 
 #[wasm_bindgen]
@@ -185,7 +225,7 @@ impl WebOpener {
     #[wasm_bindgen(constructor)]
     pub fn new(passphrase: Option<String>, identity: Option<String>) -> JsResult<WebOpener> {
         let keys = keys(passphrase, identity)?;
-        Ok(WebOpener { dec: Some(Decryptor::new(&keys, OpenLimits::default())), payload_key: None, key_taken: false, framing: None, segment: 0 })
+        Ok(WebOpener { dec: Some(Decryptor::new(&keys, OpenLimits::default())), payload_key: None, key_taken: false, framing: None, segment: 0, gcm: None })
     }
 
     /// Header bytes still needed (0 once the header is done).
@@ -297,11 +337,25 @@ impl WebOpener {
         Ok(())
     }
 
-    /// The error for a segment that WebCrypto refused to decrypt: the same
-    /// diagnosis as the core's (data after the final segment, input cut at a
-    /// segment boundary, or damage).
-    pub fn failure(&self, nonce: &[u8], ciphertext: &[u8]) -> JsValue {
-        self.diagnose(nonce, ciphertext).into()
+    /// A segment WebCrypto refused to decrypt, opened in wasm: its
+    /// plaintext when it authenticates (WebCrypto failed on its own; the
+    /// bytes WebCrypto would have given), else the core's diagnosis as the
+    /// error (data after the final segment, input cut at a segment
+    /// boundary, or damage).
+    #[wasm_bindgen(js_name = openSegment)]
+    pub fn open_segment(&mut self, nonce: &[u8], ciphertext: &[u8]) -> JsResult<Vec<u8>> {
+        let framing = self.framing.as_ref().ok_or_else(|| Error::InvalidInput("the header has not been read".into()))?;
+        let issued = framing.issued(nonce)?;
+        let key = self.payload_key.as_ref().ok_or_else(|| Error::InvalidInput("the header has not been read".into()))?;
+        if ciphertext.len() < TAG_LEN || ciphertext.len() > framing.unit {
+            return Err(self.diagnose(nonce, ciphertext).into());
+        }
+        let gcm = self.gcm.get_or_insert_with(|| Gcm::new(key));
+        let mut out = vec![0u8; ciphertext.len() - TAG_LEN];
+        if gcm.open(&issued, ciphertext, &mut out) {
+            return Ok(out);
+        }
+        Err(self.diagnose(nonce, ciphertext).into())
     }
 }
 
@@ -315,10 +369,6 @@ impl WebOpener {
             return Error::InvalidInput("the header has not been read".into());
         };
         let opens_as = |last: bool| opens(key, &segment_nonce(counter, last), ciphertext);
-        if opens_as(last) {
-            // The segment is authentic: WebCrypto failed for a reason of its own.
-            return Error::Io(std::io::Error::other(format!("WebCrypto refused segment {counter}, which authenticates")));
-        }
         if !last && opens_as(true) {
             return Error::Corrupt("data follows the final segment".into());
         }
@@ -354,6 +404,21 @@ mod tests {
         assert_eq!(f.ready(100.0), 0);
         assert_eq!(parse_nonce(&segment_nonce(7, true)).unwrap(), (7, true));
         assert!(parse_nonce(&[1; 12]).is_err());
+    }
+
+    #[test]
+    fn only_handed_out_nonces_are_reused() {
+        let mut f = Framing::new(16);
+        assert!(f.issued(&segment_nonce(0, false)).is_err());
+        f.next_nonce(false).unwrap();
+        f.next_nonce(false).unwrap();
+        assert_eq!(f.issued(&segment_nonce(1, false)).unwrap(), segment_nonce(1, false));
+        assert!(f.issued(&segment_nonce(2, false)).is_err());
+        assert!(f.issued(&segment_nonce(2, true)).is_err());
+        f.next_nonce(true).unwrap();
+        assert_eq!(f.issued(&segment_nonce(2, true)).unwrap(), segment_nonce(2, true));
+        assert!(f.issued(&segment_nonce(1, true)).is_err());
+        assert!(f.issued(&[9; 12]).is_err());
     }
 
     #[test]

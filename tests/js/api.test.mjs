@@ -129,25 +129,66 @@ describe('sealing', () => {
     }
   });
 
-  test('when crypto.subtle exists but fails on its own, seal and open fall back to pure wasm', async (t) => {
-    const data = pseudoRandom(2 * SEGMENT + 5, 21);
+  test('when crypto.subtle exists but fails on its own, seal, open and the streams fall back to pure wasm', async (t) => {
+    const data = pseudoRandom(5 * SEGMENT + 5, 21);
     const sealed = coffer.sealSync(data, pw, FAST);
+    const damaged = sealed.slice();
+    damaged[damaged.length - 3 * SEGMENT] ^= 1;
     const subtle = globalThis.crypto.subtle;
     let refusals = 0;
     const refuse = async () => {
       refusals += 1;
       throw new DOMException('AES-GCM is not available here', 'NotSupportedError');
     };
+    const sealStream = (bytes) => collect(streamOf(bytes, 5000).pipeThrough(coffer.sealStream(pw, FAST)));
+    const openStream = (bytes) => collect(streamOf(bytes, 7001).pipeThrough(coffer.openStream(pw)));
     for (const method of ['importKey', 'decrypt', 'encrypt']) {
       subtle[method] = refuse;
       t.after(() => delete subtle[method]);
       const before = refusals;
       assert.ok(equalBytes(await coffer.open(sealed, pw), data), `open with ${method} failing`);
       assert.ok(equalBytes(coffer.openSync(await coffer.seal(data, pw, FAST), pw), data), `seal with ${method} failing`);
+      assert.ok(equalBytes(await openStream(sealed), data), `openStream with ${method} failing`);
+      assert.ok(equalBytes(coffer.openSync(await sealStream(data), pw), data), `sealStream with ${method} failing`);
       assert.ok(refusals > before, `WebCrypto's ${method} was tried first`);
       // Answers about the input still come through unchanged.
       assert.equal(await codeOf(() => coffer.open(sealed, { passphrase: 'not it' })), 'WRONG_KEY');
+      assert.equal(await codeOf(() => openStream(damaged)), 'CORRUPT');
+      assert.equal(await codeOf(() => openStream(sealed.subarray(0, sealed.length - 21))), 'TRUNCATED');
       delete subtle[method];
+    }
+  });
+
+  test('a stream whose WebCrypto fails mid-way goes on in wasm: every byte once, in order', async (t) => {
+    const data = pseudoRandom(9 * SEGMENT + 77, 22);
+    const sealed = coffer.sealSync(data, pw, FAST);
+    const subtle = globalThis.crypto.subtle;
+    for (const method of ['decrypt', 'encrypt']) {
+      for (const failAt of [0, 1, 4]) {
+        // WebCrypto works for `failAt` segments, then fails on every call.
+        const original = subtle[method];
+        let calls = 0;
+        subtle[method] = function (...args) {
+          calls += 1;
+          return calls > failAt ? Promise.reject(new DOMException('gone', 'OperationError')) : original.apply(this, args);
+        };
+        t.after(() => delete subtle[method]);
+        const chunk = failAt === 4 ? SEGMENT : 3000;
+        if (method === 'decrypt') {
+          const opened = await collect(streamOf(sealed, chunk).pipeThrough(coffer.openStream(pw)));
+          assert.ok(equalBytes(opened, data), `openStream, decrypt failing from call ${failAt + 1}`);
+          const damaged = sealed.slice();
+          damaged[damaged.length - 2 * SEGMENT] ^= 1;
+          calls = 0;
+          assert.equal(await codeOf(() => collect(streamOf(damaged, chunk).pipeThrough(coffer.openStream(pw)))), 'CORRUPT');
+        } else {
+          const resealed = await collect(streamOf(data, chunk).pipeThrough(coffer.sealStream(pw, FAST)));
+          assert.equal(resealed.length, sealed.length);
+          assert.ok(equalBytes(coffer.openSync(resealed, pw), data), `sealStream, encrypt failing from call ${failAt + 1}`);
+        }
+        assert.ok(calls > failAt, `${method} was called`);
+        delete subtle[method];
+      }
     }
   });
 
