@@ -15,9 +15,14 @@ import { SegmentCutter } from './bytes.js';
 import { adopt, call, invalid } from './errors.js';
 
 /**
- * Segments in flight at once. Two keep WebCrypto's worker threads busy on
- * the 2-core machines measured in BENCHMARKS.md while bounding memory: more
- * in flight means more live buffers and more garbage between collections.
+ * Segments in flight at once: a new one starts whenever no more than this
+ * many are pending, so two to three run at a time. Measured on the 2-core
+ * machine of BENCHMARKS.md (scripts/bench-js.mjs): the one-shot calls are
+ * bound by the main thread (copying results into the fresh output, whose
+ * pages fault on first touch), whatever the window; the streams gained
+ * nothing measurable from 3 or 4 (at load ~6), while opening a 4 GiB
+ * stream peaked at +50 / +59 MiB resident instead of +42 (each segment in
+ * flight holds WebCrypto's copy of its input and its result).
  */
 export const IN_FLIGHT = 2;
 /** Staging buffers kept for reuse. */
