@@ -55,9 +55,15 @@ async function importKey(raw, usage) {
  * `refused()` is called if wasm did not find the input at fault.
  */
 function segment(op, key, nonce, input, inWasm, refused) {
+  if (key === null) {
+    try {
+      return Promise.resolve(inWasm());
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
   let done;
   try {
-    if (key === null) return Promise.resolve(inWasm());
     done = globalThis.crypto.subtle[op]({ name: 'AES-GCM', iv: nonce }, key, input);
   } catch (e) {
     done = Promise.reject(e);

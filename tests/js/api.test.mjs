@@ -157,6 +157,18 @@ describe('sealing', () => {
       assert.equal(await codeOf(() => openStream(sealed.subarray(0, sealed.length - 21))), 'TRUNCATED');
       delete subtle[method];
     }
+    // A WebCrypto that throws instead of rejecting.
+    for (const method of ['decrypt', 'encrypt']) {
+      subtle[method] = () => {
+        refusals += 1;
+        throw new TypeError('not implemented');
+      };
+      const before = refusals;
+      assert.ok(equalBytes(await openStream(sealed), data), `openStream with ${method} throwing`);
+      assert.ok(equalBytes(coffer.openSync(await sealStream(data), pw), data), `sealStream with ${method} throwing`);
+      assert.ok(refusals > before);
+      delete subtle[method];
+    }
   });
 
   test('a stream whose WebCrypto fails mid-way goes on in wasm: every byte once, in order', async (t) => {
