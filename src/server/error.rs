@@ -28,7 +28,26 @@ pub mod code {
     pub const INTERNAL: &str = "INTERNAL";
     /// The method is not allowed on this route.
     pub const METHOD_NOT_ALLOWED: &str = "METHOD_NOT_ALLOWED";
+    /// Every code above.
+    pub const ALL: [&str; 8] = [UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT, PAYLOAD_TOO_LARGE, WEAK_PASSPHRASE, INTERNAL, METHOD_NOT_ALLOWED];
 }
+
+/// Every code a response may carry: the core's, then the server's.
+pub fn all_codes() -> impl Iterator<Item = &'static str> {
+    crate::Error::CODES.into_iter().chain(code::ALL)
+}
+
+/// The schema of `code` in the OpenAPI document: a string, one of
+/// [`all_codes`].
+pub struct ErrorCode;
+
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::server::api::openapi::string_enum("A stable, machine-readable error code; its HTTP status is fixed.", all_codes())
+    }
+}
+
+impl utoipa::ToSchema for ErrorCode {}
 
 /// An error with its HTTP status and stable code.
 #[derive(Debug)]
@@ -147,10 +166,15 @@ impl From<serde_json::Error> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    code: &'a str,
-    message: &'a str,
+/// The body of every error response: `{"code","message"}`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct Body<'a> {
+    /// Stable machine-readable code.
+    #[schema(value_type = ErrorCode)]
+    pub code: &'a str,
+    /// Human-readable message.
+    pub message: &'a str,
 }
 
 impl IntoResponse for ApiError {
@@ -186,5 +210,8 @@ mod tests {
         assert_eq!(status_of(code::UNAUTHORIZED), StatusCode::UNAUTHORIZED);
         assert_eq!(status_of(code::CONFLICT), StatusCode::CONFLICT);
         assert_eq!(status_of("IO"), StatusCode::INTERNAL_SERVER_ERROR);
+        for c in code::ALL {
+            assert!(c == code::INTERNAL || status_of(c) != StatusCode::INTERNAL_SERVER_ERROR, "{c} has no status of its own");
+        }
     }
 }

@@ -6,17 +6,17 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
+use utoipa::{IntoParams, ToSchema};
 use zeroize::Zeroizing;
 
-use super::{ApiJson, ApiPath, ApiQuery, Auth};
+use super::{sorted, ApiJson, ApiPath, ApiQuery, Auth};
 use crate::seal;
 use crate::server::backup::{file_name, Backend, Encryption, Filter};
 use crate::server::error::{code, ApiError, ApiResult};
 use crate::server::store::auth::{check_strength, Principal, Role};
-use crate::server::store::jobs::{self, BackupFile, BackupRecord, Creator, Progress, RestoreRecord};
+use crate::server::store::jobs::{self, BackupFile, BackupRecord, Creator, EncryptionKind, JobStatus, Progress, RestoreRecord};
 use crate::server::store::{data, new_ksuid, now_ms, validate_key, validate_slug};
 use crate::server::{AppState, Secret};
 
@@ -25,7 +25,18 @@ const MAX_LINK_SECONDS: i64 = 7 * 24 * 3600;
 /// Default lifetime of a signed link, seconds.
 const DEFAULT_LINK_SECONDS: i64 = 3600;
 /// Header carrying the passphrase of an imported file (never a query string: URLs get logged).
-const PASSPHRASE_HEADER: &str = "x-coffer-passphrase";
+pub(crate) const PASSPHRASE_HEADER: &str = "x-coffer-passphrase";
+
+/// The schema of the `method` a backup may be asked for.
+pub struct RequestedMethod;
+
+impl utoipa::PartialSchema for RequestedMethod {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::openapi::string_enum("How the backup is recorded (default `manual`).", ["manual", "periodic"])
+    }
+}
+
+impl ToSchema for RequestedMethod {}
 
 fn creator(p: &Principal) -> Creator {
     Creator { user_id: p.user.id, name: p.user.name.clone(), email: p.user.email.clone(), org: p.org.clone() }
@@ -65,18 +76,34 @@ fn stamp(ms: i64) -> String {
     format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-/// Body of `POST /backups`.
-#[derive(Deserialize)]
+/// Body of `POST /backups`. Encryption: `passphrase`, or `recipients`
+/// (`coffer1…` keys, added to the server's own), or neither (the server's
+/// keys), or `"encryption": "none"`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBackup {
+    /// Backup id, `[a-z0-9_-]{1,128}` (default: a new KSUID).
+    #[schema(pattern = "^[a-z0-9_-]{1,128}$")]
     id: Option<String>,
+    /// Name, 1..=256 characters without control characters (default: time and first database).
     name: Option<String>,
+    /// Databases, `org/db`, all of one organization; at least one.
+    #[schema(min_items = 1)]
     databases: Vec<String>,
+    /// Collections to include (exclusive with `exclude`).
     include: Option<Vec<String>>,
+    /// Collections to exclude.
     exclude: Option<Vec<String>>,
+    /// Seal with this passphrase (zxcvbn score ≥ 3, else 422 `WEAK_PASSPHRASE`).
+    #[schema(value_type = Option<String>, format = Password)]
     passphrase: Option<Secret>,
+    /// Seal to these X25519 recipients (`coffer1…`) as well as the server's keys.
     recipients: Option<Vec<String>>,
+    /// Encryption, when not implied by `passphrase` or `recipients`.
+    #[schema(value_type = Option<EncryptionKind>)]
     encryption: Option<String>,
+    /// Method recorded.
+    #[schema(value_type = Option<RequestedMethod>)]
     method: Option<String>,
 }
 
@@ -166,13 +193,33 @@ pub async fn create(State(s): State<AppState>, Auth(p): Auth, ApiJson(body): Api
 }
 
 /// Filters and paging of `GET /backups`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Organization (default: the caller's; every one for the server administrator).
     org: Option<String>,
+    /// Only backups covering this database, `org/db`.
     database: Option<String>,
+    /// Only backups with this status.
+    #[param(value_type = Option<JobStatus>)]
     status: Option<String>,
+    /// Backups to skip (default 0).
     offset: Option<usize>,
+    /// Page size, 1..=1000 (default 100; values outside are clamped).
     limit: Option<usize>,
+}
+
+/// A page of backups, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct BackupList {
+    /// Backups.
+    backups: Vec<BackupRecord>,
+    /// Backups matching the filters, on every page.
+    total: usize,
+    /// Offset of this page.
+    offset: usize,
+    /// Page size.
+    limit: usize,
 }
 
 pub async fn list(State(s): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<impl IntoResponse> {
@@ -200,7 +247,7 @@ pub async fn list(State(s): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuer
     let offset = q.offset.unwrap_or(0);
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let page: Vec<BackupRecord> = filtered.into_iter().skip(offset).take(limit).map(|r| s.engine.with_progress(r)).collect();
-    Ok(Json(json!({ "backups": page, "total": total, "offset": offset, "limit": limit })))
+    sorted(&BackupList { backups: page, total, offset, limit })
 }
 
 /// The record of a backup the caller may see, else NOT_FOUND.
@@ -222,8 +269,10 @@ pub async fn get(State(s): State<AppState>, Auth(p): Auth, ApiPath(id): ApiPath<
 }
 
 /// Which file of a multi-database backup.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FileQuery {
+    /// The database, `org/db` (needed when the backup covers several).
     database: Option<String>,
 }
 
@@ -263,11 +312,25 @@ fn link_signature(key: &[u8; 32], id: &str, database: &str, expires: i64) -> Str
 }
 
 /// Body of `POST /backups/{id}/link`.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkRequest {
+    /// Lifetime in seconds, at most 7 days (default one hour).
+    #[schema(minimum = 1, maximum = 604_800)]
     expires_in: Option<i64>,
+    /// The database, `org/db` (needed when the backup covers several).
     database: Option<String>,
+}
+
+/// A signed download link.
+#[derive(Serialize, ToSchema)]
+pub struct Link {
+    /// Absolute URL (from the request's `Host`).
+    url: String,
+    /// Path and query, to resolve against the server's address.
+    path: String,
+    /// Expiry (ms since the epoch).
+    expires_at: i64,
 }
 
 pub async fn link(
@@ -288,14 +351,18 @@ pub async fn link(
     let sig = link_signature(&s.link_key, &rec.id, &file.database, expires);
     let path = format!("/api/v1/backups/{}/download?database={}&expires={expires}&sig={sig}", rec.id, file.database);
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    Ok(Json(json!({"url": format!("http://{host}{path}"), "path": path, "expires_at": expires * 1000})))
+    sorted(&Link { url: format!("http://{host}{path}"), path, expires_at: expires * 1000 })
 }
 
 /// Query of a signed link.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DownloadQuery {
+    /// The database, `org/db`.
     database: String,
+    /// Expiry (seconds since the epoch).
     expires: i64,
+    /// Signature (hex).
     sig: String,
 }
 
@@ -316,10 +383,43 @@ pub async fn download(State(s): State<AppState>, ApiPath(id): ApiPath<String>, A
 }
 
 /// Body of verify.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
+    /// The passphrase of a backup sealed with one.
+    #[schema(value_type = Option<String>, format = Password)]
     passphrase: Option<Secret>,
+}
+
+/// The outcome of a verify (any failure is an error response instead).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct VerifyReport {
+    /// Backup id.
+    id: String,
+    /// Always true.
+    ok: bool,
+    /// One report per file.
+    files: Vec<FileReport>,
+}
+
+/// The report on one verified file (built by the engine).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct FileReport {
+    /// `org/db`.
+    database: String,
+    /// Object key in the backend.
+    object: String,
+    /// Stored bytes.
+    size: u64,
+    /// Bundle content digest (hex).
+    digest: String,
+    /// How the file is sealed.
+    #[schema(value_type = EncryptionKind)]
+    encryption: String,
+    /// Always true.
+    ok: bool,
 }
 
 pub async fn verify(
@@ -334,7 +434,7 @@ pub async fn verify(
         return Err(ApiError::invalid("this backup is sealed with a passphrase: give it to verify the content"));
     }
     let files = s.engine.verify(&rec, body.passphrase.map(|p| p.0)).await?;
-    Ok(Json(json!({"id": rec.id, "ok": true, "files": files})))
+    Ok(Json(serde_json::json!({"id": rec.id, "ok": true, "files": files})))
 }
 
 pub async fn delete(State(s): State<AppState>, Auth(p): Auth, ApiPath(id): ApiPath<String>) -> ApiResult<impl IntoResponse> {
@@ -349,15 +449,22 @@ pub async fn delete(State(s): State<AppState>, Auth(p): Auth, ApiPath(id): ApiPa
 }
 
 /// Body of restore.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
+    /// Target database, `org/db` (default: the database backed up).
     target: Option<String>,
+    /// The database of the backup, `org/db` (needed when it covers several).
     database: Option<String>,
+    /// Collections to restore (exclusive with `exclude`).
     include: Option<Vec<String>>,
+    /// Collections not to restore.
     exclude: Option<Vec<String>>,
+    /// Replace collections that exist in the target (else 409).
     #[serde(default)]
     overwrite: bool,
+    /// The passphrase of a backup sealed with one.
+    #[schema(value_type = Option<String>, format = Password)]
     passphrase: Option<Secret>,
 }
 
@@ -442,10 +549,14 @@ pub async fn get_restore(State(s): State<AppState>, Auth(p): Auth, ApiPath(id): 
 }
 
 /// Query of an import.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ImportQuery {
+    /// The database the bundle holds, `org/db`.
     database: String,
+    /// Backup id, `[a-z0-9_-]{1,128}` (default: a new KSUID).
     id: Option<String>,
+    /// Name (default: `import` and the time).
     name: Option<String>,
 }
 

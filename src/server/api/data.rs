@@ -5,13 +5,14 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiJson, ApiPath, ApiQuery, Auth};
+use super::{sorted, ApiJson, ApiPath, ApiQuery, Auth};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::store::auth::Role;
-use crate::server::store::data::{self, MAIN};
+use crate::server::store::data::{self, CommitInfo, DatabaseInfo, MAIN};
 use crate::server::store::validate_slug;
 use crate::server::AppState;
 use crate::snapshot::{document_id, validate_collection_name, validate_id, Change};
@@ -34,39 +35,196 @@ fn check_db(org: &str, db: &str) -> ApiResult<()> {
     validate_slug("database", db)
 }
 
-/// Optional branch and message of a read or write.
-#[derive(Debug, Deserialize, Default)]
+/// Optional branch and message of a write.
+#[derive(Debug, Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WriteQuery {
+    /// Branch written (default `main`).
     branch: Option<String>,
+    /// Commit message (default: one describing the change).
     message: Option<String>,
 }
 
 impl WriteQuery {
     fn branch(&self) -> ApiResult<String> {
-        let b = self.branch.clone().unwrap_or_else(|| MAIN.to_string());
-        data::validate_branch(&b)?;
-        Ok(b)
+        branch_or_main(self.branch.as_deref())
     }
     fn message(&self, default: &str) -> String {
         self.message.clone().unwrap_or_else(|| default.to_string())
     }
 }
 
+/// Optional branch of a read.
+#[derive(Debug, Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BranchQuery {
+    /// Branch read (default `main`).
+    branch: Option<String>,
+}
+
+impl BranchQuery {
+    fn branch(&self) -> ApiResult<String> {
+        branch_or_main(self.branch.as_deref())
+    }
+}
+
+fn branch_or_main(branch: Option<&str>) -> ApiResult<String> {
+    let b = branch.unwrap_or(MAIN).to_string();
+    data::validate_branch(&b)?;
+    Ok(b)
+}
+
 /// Body of database creation.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDatabase {
+    /// Label.
     #[serde(default)]
     label: String,
+    /// Comment.
     #[serde(default)]
     comment: String,
+}
+
+/// The schema of [`DatabaseInfo`] (built in the store): the fields it
+/// serializes. tests/server_openapi.rs checks live responses against it.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct DatabaseInfoSchema {
+    /// Organization.
+    org: String,
+    /// Name within the organization.
+    name: String,
+    /// Label.
+    label: String,
+    /// Comment.
+    comment: String,
+    /// Creation time (ms since the epoch).
+    created_at: i64,
+    /// Collections on `main`.
+    collections: u64,
+    /// Documents on `main`.
+    documents: u64,
+    /// Head commit of `main` (null before the first write).
+    #[schema(required = true)]
+    head: Option<String>,
+}
+
+impl utoipa::PartialSchema for DatabaseInfo {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        DatabaseInfoSchema::schema()
+    }
+}
+
+impl ToSchema for DatabaseInfo {}
+
+/// The schema of [`CommitInfo`] (built in the store), as for [`DatabaseInfoSchema`].
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct CommitInfoSchema {
+    /// Commit id.
+    id: String,
+    /// Parent ids (none for the first commit, two for a merge or a restore).
+    parents: Vec<String>,
+    /// Author (user name).
+    author: String,
+    /// Message.
+    message: String,
+    /// Time (ms since the epoch).
+    timestamp: i64,
+    /// Number of changes.
+    changes: u64,
+}
+
+impl utoipa::PartialSchema for CommitInfo {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        CommitInfoSchema::schema()
+    }
+}
+
+impl ToSchema for CommitInfo {}
+
+/// Databases of an organization.
+#[derive(Serialize, ToSchema)]
+pub struct DatabaseList {
+    /// Databases, by name.
+    databases: Vec<DatabaseInfo>,
+}
+
+/// The commit a write made.
+#[derive(Serialize, ToSchema)]
+pub struct CommitResult {
+    /// The new head of the branch.
+    commit: CommitInfo,
+}
+
+/// A collection on a branch.
+#[derive(Serialize, ToSchema)]
+pub struct Collection {
+    /// Name.
+    name: String,
+    /// Configuration (free-form JSON object).
+    config: Map<String, Value>,
+    /// Number of documents.
+    documents: u64,
+}
+
+/// Collections of a branch.
+#[derive(Serialize, ToSchema)]
+pub struct CollectionList {
+    /// Collections, by name.
+    collections: Vec<Collection>,
+}
+
+/// Result of an insert.
+#[derive(Serialize, ToSchema)]
+pub struct Inserted {
+    /// Ids of the documents, in the order given.
+    ids: Vec<String>,
+    /// The commit.
+    commit: CommitInfo,
+}
+
+/// A page of documents (the body is spliced from stored canonical JSON).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct DocumentPage {
+    /// Documents in id order.
+    documents: Vec<Map<String, Value>>,
+    /// Pass as `after` for the next page; null on the last page.
+    #[schema(required = true)]
+    next: Option<String>,
+}
+
+/// History of a branch.
+#[derive(Serialize, ToSchema)]
+pub struct CommitList {
+    /// Commits, newest first.
+    commits: Vec<CommitInfo>,
+}
+
+/// A branch and its head.
+#[derive(Serialize, ToSchema)]
+pub struct Branch {
+    /// Name.
+    name: String,
+    /// Head commit (null in an empty database).
+    #[schema(required = true)]
+    head: Option<String>,
+}
+
+/// Branches of a database.
+#[derive(Serialize, ToSchema)]
+pub struct BranchList {
+    /// Branches, by name.
+    branches: Vec<Branch>,
 }
 
 pub async fn list_databases(State(s): State<AppState>, Auth(p): Auth, ApiPath(org): ApiPath<String>) -> ApiResult<impl IntoResponse> {
     validate_slug("organization", &org)?;
     p.require(&org, Role::Reader)?;
     let list = s.store.run(move |c| data::list_databases(c, &org)).await?;
-    Ok(Json(json!({ "databases": list })))
+    sorted(&DatabaseList { databases: list })
 }
 
 pub async fn create_database(
@@ -108,7 +266,7 @@ pub async fn get_schema(
     State(s): State<AppState>,
     Auth(p): Auth,
     ApiPath((org, db)): ApiPath<(String, String)>,
-    ApiQuery(q): ApiQuery<WriteQuery>,
+    ApiQuery(q): ApiQuery<BranchQuery>,
 ) -> ApiResult<impl IntoResponse> {
     check_db(&org, &db)?;
     p.require(&org, Role::Reader)?;
@@ -135,28 +293,28 @@ pub async fn put_schema(
             data::commit(tx, id, &branch, &author, &message, vec![Change::Schema { schema }])
         })
         .await?;
-    Ok(Json(json!({ "commit": commit })))
+    sorted(&CommitResult { commit })
 }
 
 pub async fn list_collections(
     State(s): State<AppState>,
     Auth(p): Auth,
     ApiPath((org, db)): ApiPath<(String, String)>,
-    ApiQuery(q): ApiQuery<WriteQuery>,
+    ApiQuery(q): ApiQuery<BranchQuery>,
 ) -> ApiResult<impl IntoResponse> {
     check_db(&org, &db)?;
     p.require(&org, Role::Reader)?;
     let branch = q.branch()?;
     let list = s.store.run(move |c| data::list_collections(c, data::db_id(c, &org, &db)?, &branch)).await?;
-    let list: Vec<Value> = list.into_iter().map(|(name, config, documents)| json!({"name": name, "config": config, "documents": documents})).collect();
-    Ok(Json(json!({ "collections": list })))
+    let collections = list.into_iter().map(|(name, config, documents)| Collection { name, config, documents }).collect();
+    sorted(&CollectionList { collections })
 }
 
 pub async fn get_collection(
     State(s): State<AppState>,
     Auth(p): Auth,
     ApiPath((org, db, name)): ApiPath<(String, String, String)>,
-    ApiQuery(q): ApiQuery<WriteQuery>,
+    ApiQuery(q): ApiQuery<BranchQuery>,
 ) -> ApiResult<impl IntoResponse> {
     check_db(&org, &db)?;
     validate_collection_name(&name)?;
@@ -164,7 +322,7 @@ pub async fn get_collection(
     let branch = q.branch()?;
     let list = s.store.run(move |c| data::list_collections(c, data::db_id(c, &org, &db)?, &branch)).await?;
     let (name, config, documents) = list.into_iter().find(|(n, _, _)| *n == name).ok_or_else(|| ApiError::not_found("collection not found"))?;
-    Ok(Json(json!({"name": name, "config": config, "documents": documents})))
+    sorted(&Collection { name, config, documents })
 }
 
 pub async fn put_collection(
@@ -188,7 +346,7 @@ pub async fn put_collection(
             data::commit(tx, id, &branch, &author, &message, vec![Change::Configure { collection: name, config }])
         })
         .await?;
-    Ok(Json(json!({ "commit": commit })))
+    sorted(&CommitResult { commit })
 }
 
 /// Parses a JSON array or NDJSON.
@@ -254,14 +412,18 @@ pub async fn post_documents(
             Ok((ids, commit))
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "ids": ids, "commit": commit }))).into_response())
+    Ok((StatusCode::CREATED, sorted(&Inserted { ids, commit })?).into_response())
 }
 
 /// Paging of documents.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// Start after this document id (the previous page's `next`).
     after: Option<String>,
+    /// Page size, 1..=1000 (default 100; values outside are clamped).
     limit: Option<u32>,
+    /// Branch read (default `main`).
     branch: Option<String>,
 }
 
@@ -300,7 +462,7 @@ pub async fn get_document(
     State(s): State<AppState>,
     Auth(p): Auth,
     ApiPath((org, db, name, id)): ApiPath<(String, String, String, String)>,
-    ApiQuery(q): ApiQuery<WriteQuery>,
+    ApiQuery(q): ApiQuery<BranchQuery>,
 ) -> ApiResult<Response> {
     check_db(&org, &db)?;
     validate_collection_name(&name)?;
@@ -346,7 +508,7 @@ pub async fn put_document(
             data::commit(tx, db_id, &branch, &author, &message, changes)
         })
         .await?;
-    Ok(Json(json!({ "commit": commit })))
+    sorted(&CommitResult { commit })
 }
 
 pub async fn delete_document(
@@ -370,14 +532,18 @@ pub async fn delete_document(
             data::commit(tx, db_id, &branch, &author, &message, vec![Change::Delete { collection: name, id }])
         })
         .await?;
-    Ok(Json(json!({ "commit": commit })))
+    sorted(&CommitResult { commit })
 }
 
 /// Paging of commits.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CommitPage {
+    /// Branch read (default `main`).
     branch: Option<String>,
+    /// Commits to skip (default 0).
     offset: Option<usize>,
+    /// Page size, 1..=10000 (default 100; values outside are clamped).
     limit: Option<usize>,
 }
 
@@ -394,15 +560,15 @@ pub async fn list_commits(
     let offset = q.offset.unwrap_or(0);
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
     let list = s.store.run(move |c| data::list_commits(c, data::db_id(c, &org, &db)?, &branch, offset, limit)).await?;
-    Ok(Json(json!({ "commits": list })))
+    sorted(&CommitList { commits: list })
 }
 
 pub async fn list_branches(State(s): State<AppState>, Auth(p): Auth, ApiPath((org, db)): ApiPath<(String, String)>) -> ApiResult<impl IntoResponse> {
     check_db(&org, &db)?;
     p.require(&org, Role::Reader)?;
     let list = s.store.run(move |c| data::list_branches(c, data::db_id(c, &org, &db)?)).await?;
-    let list: Vec<Value> = list.into_iter().map(|(name, head)| json!({"name": name, "head": head})).collect();
-    Ok(Json(json!({ "branches": list })))
+    let branches = list.into_iter().map(|(name, head)| Branch { name, head }).collect();
+    sorted(&BranchList { branches })
 }
 
 pub async fn get_branch(
@@ -415,11 +581,11 @@ pub async fn get_branch(
     p.require(&org, Role::Reader)?;
     let b = branch.clone();
     let head = s.store.run(move |c| data::branch_head(c, data::db_id(c, &org, &db)?, &b)).await?;
-    Ok(Json(json!({"name": branch, "head": head})))
+    sorted(&Branch { name: branch, head })
 }
 
 /// Body of branch creation.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBranch {
     /// A commit id or a branch name (default `main`).
@@ -439,5 +605,5 @@ pub async fn create_branch(
     validate_id("commit", &from)?;
     let b = branch.clone();
     let head = s.store.run_write(move |tx| data::create_branch(tx, data::db_id(tx, &org, &db)?, &b, &from)).await?;
-    Ok((StatusCode::CREATED, Json(json!({"name": branch, "head": head}))))
+    Ok((StatusCode::CREATED, sorted(&Branch { name: branch, head })?))
 }

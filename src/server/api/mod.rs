@@ -18,7 +18,6 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use base64::Engine as _;
 
@@ -68,6 +67,13 @@ impl From<BytesRejection> for ApiError {
     fn from(r: BytesRejection) -> Self {
         rejection(r.status(), r.body_text())
     }
+}
+
+/// A typed response body, written through a `serde_json::Value` so that
+/// its keys come out sorted at every level, byte for byte as the `json!`
+/// bodies the handlers built before they were typed.
+pub(crate) fn sorted<T: serde::Serialize>(body: &T) -> Result<Json<serde_json::Value>, ApiError> {
+    serde_json::to_value(body).map(Json).map_err(|e| ApiError::internal(format!("response not serializable: {e}")))
 }
 
 /// The authenticated caller.
@@ -149,11 +155,20 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
     response
 }
 
-async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    Json(serde_json::json!({"status": "ok", "node": state.engine.node()}))
+/// Liveness.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    status: &'static str,
+    /// The node id (a UUID, kept across restarts).
+    node: String,
 }
 
-async fn metrics(State(state): State<AppState>, Auth(_): Auth) -> impl IntoResponse {
+pub(crate) async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    sorted(&Health { status: "ok", node: state.engine.node().to_string() })
+}
+
+pub(crate) async fn metrics(State(state): State<AppState>, Auth(_): Auth) -> impl IntoResponse {
     use std::fmt::Write as _;
     let mut out = String::new();
     let m = &state.http;
@@ -198,43 +213,18 @@ async fn method_not_allowed() -> ApiError {
     ApiError::new(code::METHOD_NOT_ALLOWED, "method not allowed on this route")
 }
 
-/// The router.
+/// The router: every route of [`openapi::ROUTES`], the table the OpenAPI
+/// document is built from.
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body;
-    let api = Router::new()
-        .route("/whoami", get(admin::whoami))
-        .route("/orgs", get(admin::list_orgs))
-        .route("/orgs/{org}", post(admin::create_org))
-        .route("/orgs/{org}/users", post(admin::create_user).get(admin::list_users))
-        .route("/tokens", post(admin::create_token).get(admin::list_tokens))
-        .route("/tokens/{id}", axum::routing::delete(admin::delete_token))
-        .route("/databases/{org}", get(data::list_databases))
-        .route("/databases/{org}/{db}", post(data::create_database).get(data::get_database).delete(data::delete_database))
-        .route("/databases/{org}/{db}/schema", get(data::get_schema).put(data::put_schema))
-        .route("/databases/{org}/{db}/collections", get(data::list_collections))
-        .route("/databases/{org}/{db}/collections/{name}", put(data::put_collection).get(data::get_collection))
-        .route("/databases/{org}/{db}/collections/{name}/documents", post(data::post_documents).get(data::list_documents))
-        .route("/databases/{org}/{db}/collections/{name}/documents/{id}", get(data::get_document).put(data::put_document).delete(data::delete_document))
-        .route("/databases/{org}/{db}/commits", get(data::list_commits))
-        .route("/databases/{org}/{db}/branches", get(data::list_branches))
-        .route("/databases/{org}/{db}/branches/{branch}", post(data::create_branch).get(data::get_branch))
-        .route("/backups", post(backups::create).get(backups::list))
-        .route("/backups/{id}", get(backups::get).delete(backups::delete))
-        .route("/backups/{id}/content", get(backups::content))
-        .route("/backups/{id}/download", get(backups::download))
-        .route("/backups/{id}/link", post(backups::link))
-        .route("/backups/{id}/verify", post(backups::verify))
-        .route("/backups/{id}/restore", post(backups::restore))
-        .route("/restores/{id}", get(backups::get_restore))
-        .route("/openapi.json", get(openapi::document))
+    let mut router = Router::new();
+    for r in openapi::ROUTES {
+        router = router.route(r.path, (r.handler)());
+    }
+    router
+        // The upload sets its own limit (max_upload) inside this one.
         .layer(DefaultBodyLimit::max(max_body))
-        // The upload streams its body with its own limit.
-        .route("/backups/import", post(backups::import).layer(DefaultBodyLimit::disable()))
-        .method_not_allowed_fallback(method_not_allowed);
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .nest("/api/v1", api)
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)

@@ -18,7 +18,7 @@ pub const ADMIN_USER: &str = "admin";
 pub const TOKEN_PREFIX: &str = "coffer_";
 
 /// A role inside an organization, weakest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Reads databases and backup records.
@@ -50,7 +50,7 @@ impl Role {
 }
 
 /// A user as stored (without the hash).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct User {
     /// Numeric id.
     pub id: i64,
@@ -232,7 +232,7 @@ pub fn user_by_name(conn: &Connection, name: &str) -> ApiResult<Option<(User, St
 }
 
 /// A token as listed (never the secret).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenInfo {
     /// Token id (public part).
     pub id: String,
@@ -247,6 +247,7 @@ pub struct TokenInfo {
     /// Creation time (ms).
     pub created_at: i64,
     /// Expiry (ms), if any.
+    #[schema(required = true)]
     pub expires_at: Option<i64>,
 }
 

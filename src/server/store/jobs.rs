@@ -16,8 +16,27 @@ pub const ERROR: &str = "error";
 /// Error text of jobs a restart found unfinished.
 pub const INTERRUPTED: &str = "interrupted";
 
+/// Schemas of the string enums of the records in the OpenAPI document (the
+/// fields stay strings in Rust; these name their values).
+macro_rules! string_enum {
+    ($name:ident, $doc:literal, [$($value:expr),* $(,)?]) => {
+        #[doc = $doc]
+        pub struct $name;
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                crate::server::api::openapi::string_enum($doc, [$($value),*])
+            }
+        }
+        impl utoipa::ToSchema for $name {}
+    };
+}
+
+string_enum!(JobStatus, "Status of a backup or restore: `scheduled` → `running` → `done` | `error`.", [SCHEDULED, RUNNING, DONE, ERROR]);
+string_enum!(EncryptionKind, "How a backup's bundles are sealed.", ["none", "passphrase", "recipients"]);
+string_enum!(BackupMethod, "How a backup came to be: asked for, made by the server's schedule, or uploaded.", ["manual", "periodic", "import"]);
+
 /// Who created a backup.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Creator {
     /// User id.
     pub user_id: i64,
@@ -30,7 +49,7 @@ pub struct Creator {
 }
 
 /// Progress of a job.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Progress {
     /// Documents written (backup) or restored.
     pub documents_done: u64,
@@ -43,7 +62,7 @@ pub struct Progress {
 }
 
 /// One file of a backup: one database's sealed bundle.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct BackupFile {
     /// `org/db`.
     pub database: String,
@@ -56,6 +75,7 @@ pub struct BackupFile {
     /// Bundle content digest (the TOC digest, hex).
     pub digest: String,
     /// Head commit of `main` captured.
+    #[schema(required = true)]
     pub head: Option<String>,
     /// Documents written.
     pub documents: u64,
@@ -63,11 +83,12 @@ pub struct BackupFile {
     pub commits: u64,
     /// Collections in the bundle.
     #[serde(default)]
+    #[schema(required = true)]
     pub collections: Vec<String>,
 }
 
 /// A backup record.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct BackupRecord {
     /// Backup id.
     pub id: String,
@@ -80,28 +101,38 @@ pub struct BackupRecord {
     /// Databases covered, as `org/db`.
     pub databases: Vec<String>,
     /// Collections included (exclusive with `exclude`).
+    #[schema(required = true)]
     pub include: Option<Vec<String>>,
     /// Collections excluded.
+    #[schema(required = true)]
     pub exclude: Option<Vec<String>>,
     /// `passphrase`, `recipients` or `none`.
+    #[schema(value_type = EncryptionKind)]
     pub encryption: String,
     /// `manual`, `periodic` or `import`.
+    #[schema(value_type = BackupMethod)]
     pub method: String,
     /// `scheduled`, `running`, `done` or `error`.
+    #[schema(value_type = JobStatus)]
     pub status: String,
     /// Error text when `status` is `error`.
+    #[schema(required = true)]
     pub error: Option<String>,
     /// Progress.
     pub progress: Progress,
     /// Creation time (ms).
     pub created_at: i64,
     /// Start time (ms).
+    #[schema(required = true)]
     pub started_at: Option<i64>,
     /// End time (ms).
+    #[schema(required = true)]
     pub finished_at: Option<i64>,
     /// Stored bytes, once done.
+    #[schema(required = true)]
     pub size: Option<u64>,
     /// Content digest of the (first) bundle, once done.
+    #[schema(required = true)]
     pub digest: Option<String>,
     /// Files, once done.
     pub files: Vec<BackupFile>,
@@ -110,7 +141,7 @@ pub struct BackupRecord {
 }
 
 /// A restore record.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct RestoreRecord {
     /// Restore id.
     pub id: String,
@@ -121,14 +152,18 @@ pub struct RestoreRecord {
     /// Target database `org/db`.
     pub target: String,
     /// Collections included.
+    #[schema(required = true)]
     pub include: Option<Vec<String>>,
     /// Collections excluded.
+    #[schema(required = true)]
     pub exclude: Option<Vec<String>>,
     /// Replace existing collections.
     pub overwrite: bool,
     /// Status, as for backups.
+    #[schema(value_type = JobStatus)]
     pub status: String,
     /// Error text.
+    #[schema(required = true)]
     pub error: Option<String>,
     /// Collections restored.
     pub collections: Vec<String>,
@@ -141,8 +176,10 @@ pub struct RestoreRecord {
     /// Creation time (ms).
     pub created_at: i64,
     /// Start time (ms).
+    #[schema(required = true)]
     pub started_at: Option<i64>,
     /// End time (ms).
+    #[schema(required = true)]
     pub finished_at: Option<i64>,
     /// Who asked.
     pub created_by: Creator,
