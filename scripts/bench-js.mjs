@@ -14,6 +14,7 @@
 //
 //   node scripts/bench-js.mjs                 # needs pkg/ (scripts/build-wasm.sh)
 //   COFFER_BENCH_STREAM_GIB=1 node scripts/bench-js.mjs   # shorter stream
+//   COFFER_BENCH_ROUNDS=5 …                                # more rounds (best of)
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
@@ -46,7 +47,7 @@ const CHUNK = MiB;
 const BULK = Number(process.env.COFFER_BENCH_MIB ?? 256) * MiB;
 const WASM_BULK = Number(process.env.COFFER_BENCH_WASM_MIB ?? 64) * MiB;
 const STREAM = Number(process.env.COFFER_BENCH_STREAM_GIB ?? 4) * 1024 * MiB;
-const ROUNDS = 3;
+const ROUNDS = Number(process.env.COFFER_BENCH_ROUNDS ?? 3);
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc');
 /**
@@ -64,25 +65,15 @@ const cpuSeconds = () => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
 };
-/** CPU seconds (all threads of this process) of the fastest run of the last `best` call. */
-let lastCpu = 0;
-
-/** Best of `rounds` runs of `fn` (returns wall seconds; the run's CPU seconds go to `lastCpu`). */
+/** Best of `rounds` runs of `fn`, in wall seconds. */
 async function best(fn, rounds = ROUNDS) {
   let min = Infinity;
   for (let i = 0; i < rounds; i++) {
-    const c0 = cpuSeconds();
     const t0 = performance.now();
     await fn();
-    const s = seconds(t0);
-    if (s < min) [min, lastCpu] = [s, cpuSeconds() - c0];
+    min = Math.min(min, seconds(t0));
   }
   return min;
-}
-
-/** "N MB/s (M MB per CPU-second)" for `bytes` in the last `best` call. */
-function rate(bytes, s) {
-  return `${fmt(mbps(bytes, s))} MB/s (${fmt(mbps(bytes, lastCpu))} MB/cpu-s)`;
 }
 
 function pattern(n) {
@@ -212,14 +203,6 @@ async function main() {
   const data = pattern(BULK);
   const wasmData = data.subarray(0, WASM_BULK);
 
-  const measure = async (bytes, fn) => {
-    const s = await best(fn);
-    return { mbps: mbps(bytes, s), text: rate(bytes, s) };
-  };
-  const rawEnc = await measure(BULK, () => rawWebCrypto(BULK, 'encrypt'));
-  const rawDec = await measure(BULK, () => rawWebCrypto(BULK, 'decrypt'));
-  const rawEncOut = await measure(BULK, () => rawWebCrypto(BULK, 'encrypt', true));
-  const rawDecOut = await measure(BULK, () => rawWebCrypto(BULK, 'decrypt', true));
   // The same, reading distinct chunks of one BULK-sized input, as seal/open do.
   const plainChunks = [];
   for (let at = 0; at < BULK; at += CHUNK) plainChunks.push(data.subarray(at, at + CHUNK));
@@ -230,29 +213,57 @@ async function main() {
     sealedAll.set(new Uint8Array(await globalThis.crypto.subtle.encrypt({ name: 'AES-GCM', iv: new Uint8Array(12) }, rawKey, plainChunks[i])), at);
     sealedChunks.push(sealedAll.subarray(at, at + CHUNK + 16));
   }
-  const rawEncBig = await measure(BULK, () => rawWebCrypto(BULK, 'encrypt', true, plainChunks));
-  const rawDecBig = await measure(BULK, () => rawWebCrypto(BULK, 'decrypt', true, sealedChunks));
-  // Distinct inputs, results discarded: what the streams do, minus the format.
-  const rawEncIn = await measure(BULK, () => rawWebCrypto(BULK, 'encrypt', false, plainChunks));
-  const rawDecIn = await measure(BULK, () => rawWebCrypto(BULK, 'decrypt', false, sealedChunks));
-
   // Sealing to a public key: X25519 costs microseconds, so this is the bulk path alone.
-  let sealed;
-  const sealWeb = await measure(BULK, async () => (sealed = await coffer.seal(data, sealKey)));
-  const openWeb = await measure(BULK, () => coffer.open(sealed, openKey));
+  let sealed = await coffer.seal(data, sealKey);
   // The streams: 1 MiB chunks, distinct views of one buffer, into a sink that counts bytes.
   const sealedSource = [];
   for (let at = 0; at < sealed.length; at += CHUNK) sealedSource.push(sealed.subarray(at, at + CHUNK));
-  const sealStreamWeb = await measure(BULK, () => throughStream(plainChunks, coffer.sealStream(sealKey)));
-  const openStreamWeb = await measure(BULK, () => throughStream(sealedSource, coffer.openStream(openKey)));
-  let wasmSealed;
-  const sealWasm = await measure(WASM_BULK, () => (wasmSealed = coffer.sealSync(wasmData, sealKey)));
-  const openWasm = await measure(WASM_BULK, () => coffer.openSync(wasmSealed, openKey));
+  let wasmSealed = coffer.sealSync(wasmData, sealKey);
   // The ceiling of sealSync: AES-256-GCM on 1 MiB already in wasm memory, no copies, no framing.
   const gcmRounds = WASM_BULK / MiB;
   const bench = await benchWasm();
-  const gcmOwn = bench.module && (await measure(WASM_BULK, () => bench.module.gcmReference(MiB, gcmRounds, false)));
-  const gcmCrate = bench.module && (await measure(WASM_BULK, () => bench.module.gcmReference(MiB, gcmRounds, true)));
+
+  // Every measure runs once per round, round after round, so a change in
+  // the machine's load hits the references and coffer alike; each keeps
+  // its best round.
+  const jobs = {
+    rawEnc: [BULK, () => rawWebCrypto(BULK, 'encrypt')],
+    rawDec: [BULK, () => rawWebCrypto(BULK, 'decrypt')],
+    rawEncOut: [BULK, () => rawWebCrypto(BULK, 'encrypt', true)],
+    rawDecOut: [BULK, () => rawWebCrypto(BULK, 'decrypt', true)],
+    rawEncBig: [BULK, () => rawWebCrypto(BULK, 'encrypt', true, plainChunks)],
+    rawDecBig: [BULK, () => rawWebCrypto(BULK, 'decrypt', true, sealedChunks)],
+    // Distinct inputs, results discarded: what the streams do, minus the format.
+    rawEncIn: [BULK, () => rawWebCrypto(BULK, 'encrypt', false, plainChunks)],
+    rawDecIn: [BULK, () => rawWebCrypto(BULK, 'decrypt', false, sealedChunks)],
+    sealWeb: [BULK, async () => (sealed = await coffer.seal(data, sealKey))],
+    openWeb: [BULK, () => coffer.open(sealed, openKey)],
+    sealStreamWeb: [BULK, () => throughStream(plainChunks, coffer.sealStream(sealKey))],
+    openStreamWeb: [BULK, () => throughStream(sealedSource, coffer.openStream(openKey))],
+    sealWasm: [WASM_BULK, () => (wasmSealed = coffer.sealSync(wasmData, sealKey))],
+    openWasm: [WASM_BULK, () => coffer.openSync(wasmSealed, openKey)],
+    ...(bench.module && {
+      gcmOwn: [WASM_BULK, () => bench.module.gcmReference(MiB, gcmRounds, false)],
+      gcmCrate: [WASM_BULK, () => bench.module.gcmReference(MiB, gcmRounds, true)],
+    }),
+  };
+  const fastest = {};
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [name, [bytes, fn]] of Object.entries(jobs)) {
+      const c0 = cpuSeconds();
+      const t0 = performance.now();
+      await fn();
+      const s = seconds(t0);
+      if (!(fastest[name]?.s <= s)) fastest[name] = { s, cpu: cpuSeconds() - c0, bytes };
+    }
+  }
+  const result = (name) => {
+    const r = fastest[name];
+    if (!r) return null;
+    return { mbps: mbps(r.bytes, r.s), text: `${fmt(mbps(r.bytes, r.s))} MB/s (${fmt(mbps(r.bytes, r.cpu))} MB/cpu-s)` };
+  };
+  const [rawEnc, rawDec, rawEncOut, rawDecOut, rawEncBig, rawDecBig, rawEncIn, rawDecIn] = ['rawEnc', 'rawDec', 'rawEncOut', 'rawDecOut', 'rawEncBig', 'rawDecBig', 'rawEncIn', 'rawDecIn'].map(result);
+  const [sealWeb, openWeb, sealStreamWeb, openStreamWeb, sealWasm, openWasm, gcmOwn, gcmCrate] = ['sealWeb', 'openWeb', 'sealStreamWeb', 'openStreamWeb', 'sealWasm', 'openWasm', 'gcmOwn', 'gcmCrate'].map(result);
   const ofCeiling = (x) => (gcmOwn ? `; ${fmt((100 * x.mbps) / gcmOwn.mbps)} % of the in-wasm AES-GCM` : '');
 
   // Argon2id with the defaults: open a passphrase file (the KDF runs once, the payload is 1 byte).
@@ -310,7 +321,7 @@ async function main() {
   const load = os.loadavg().map((x) => x.toFixed(1)).join(' ');
   console.log(`### JS package (Node ${process.version}) — ${new Date().toISOString().slice(0, 10)}\n`);
   console.log(`Machine: ${os.cpus().length} × ${cpu}, ${fmt(os.totalmem() / 2 ** 30)} GiB RAM, ${os.platform()} ${os.release()}; load average at the end: ${load}.`);
-  console.log(`Bulk: ${BULK / MiB} MiB (WebCrypto), ${WASM_BULK / MiB} MiB (wasm), best of ${ROUNDS}; raw WebCrypto with ${WINDOW}–${WINDOW + 1} operations in flight, as coffer (IN_FLIGHT = ${IN_FLIGHT} in pkg/lib/webcrypto.js: a new one starts whenever no more than ${IN_FLIGHT} are pending).\n`);
+  console.log(`Bulk: ${BULK / MiB} MiB (WebCrypto), ${WASM_BULK / MiB} MiB (wasm), best of ${ROUNDS} rounds, every measure once per round (interleaved); raw WebCrypto with ${WINDOW}–${WINDOW + 1} operations in flight, as coffer (IN_FLIGHT = ${IN_FLIGHT} in pkg/lib/webcrypto.js: a new one starts whenever no more than ${IN_FLIGHT} are pending).\n`);
   console.log('MB/cpu-s: megabytes per second of CPU time of this process (all threads), less sensitive to other load than wall-clock MB/s.\n');
   console.log('| measure | result | notes |\n|---|---|---|');
   for (const [a, b, c] of rows) console.log(`| ${a} | ${b} | ${c} |`);
