@@ -508,7 +508,7 @@ async fn live_responses_match_the_document() {
 
     // Every operation of the document was seen answering at least once.
     let seen = spec.seen.lock().unwrap().clone();
-    let answered: BTreeSet<String> = seen.iter().map(|k| k.rsplitn(2, ' ').nth(1).unwrap().to_string()).collect();
+    let answered: BTreeSet<String> = seen.iter().map(|k| k.rsplit_once(' ').unwrap().0.to_string()).collect();
     for r in coffer::server::api::openapi::ROUTES {
         let key = format!("{} {}", r.method.to_uppercase(), r.path);
         assert!(answered.contains(&key), "{key} never exercised");

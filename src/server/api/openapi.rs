@@ -390,7 +390,6 @@ pub const ROUTES: &[Route] = &[
         status: 201,
         output: Output::Json(named::<Inserted>),
         errors: WRITE,
-        ..BASE
     },
     Route {
         path: "/api/v1/databases/{org}/{db}/collections/{name}/documents",
@@ -594,7 +593,6 @@ pub const ROUTES: &[Route] = &[
         status: 201,
         output: Output::Json(named::<BackupRecord>),
         errors: &[400, 401, 403, 409, 413, 422, 500],
-        ..BASE
     },
 ];
 
