@@ -226,8 +226,7 @@ async fn writes_continue_during_a_backup_which_is_one_commit() {
 async fn imports_are_validated_before_they_are_listed() {
     let s = TestServer::start_with(|c| c.max_upload = 1 << 20).await;
     create_db(&s, "acme", "x").await;
-    let mut snap = coffer::Snapshot::default();
-    snap.schema = json!({"s": 1});
+    let mut snap = coffer::Snapshot { schema: json!({"s": 1}), ..Default::default() };
     let mut col = coffer::Collection::default();
     for i in 0..50 {
         col.documents.insert(format!("k{i:03}"), json!({"i": i, "pad": "z".repeat(200)}));
@@ -343,7 +342,96 @@ async fn a_failed_restore_leaves_the_target_as_it_was() {
     assert_eq!(r["records"], 0);
     assert_eq!(all_documents(&s, "acme", "t", "c").await, before_docs);
     assert_eq!(commit_ids(&s, "acme/t").await, before_commits);
+    assert_eq!(staged_rows(&s), 0, "the staged rows are dropped");
     let v = s.call(s.req(Method::POST, "/api/v1/backups/b/verify"), StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(v["code"], "CORRUPT");
+    s.stop().await;
+}
+
+/// Rows of the hidden databases restores stage into (none once a restore is over).
+fn staged_rows(s: &TestServer) -> i64 {
+    let conn = rusqlite::Connection::open(s.dir.path().join("coffer.sqlite")).unwrap();
+    conn.query_row(
+        "SELECT (SELECT COUNT(*) FROM databases WHERE org = '.restore') + (SELECT COUNT(*) FROM documents WHERE db NOT IN (SELECT id FROM databases))",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_to_other_databases_go_on_during_a_large_restore() {
+    let s = TestServer::start().await;
+    create_db(&s, "acme", "big").await;
+    create_db(&s, "acme", "other").await;
+    let text = "lorem ipsum dolor sit amet ".repeat(40);
+    for batch in 0..12 {
+        let docs: Vec<Value> = (0..2000).map(|i| json!({"id": format!("d{batch:02}-{i:05}"), "n": i, "text": format!("{batch} {i} {text}")})).collect();
+        insert(&s, "acme", "big", "docs", Value::Array(docs)).await;
+    }
+    backup(&s, json!({"id": "big", "databases": ["acme/big"], "encryption": "none"})).await;
+    let r = s.call(s.req(Method::POST, "/api/v1/backups/big/restore").json(&json!({"target": "acme/copy"})), StatusCode::ACCEPTED).await;
+    let path = format!("/api/v1/restores/{}", r["id"].as_str().unwrap());
+    // One write per commit to another database while the restore runs: each
+    // completes promptly, with the restore still running (a restore holding
+    // the writer lock throughout would let none through before its end).
+    let mut while_running = 0;
+    let mut slowest = std::time::Duration::ZERO;
+    let mut n = 0;
+    let rec = loop {
+        let rec = s.call(s.req(Method::GET, &path), StatusCode::OK).await;
+        let status = rec["status"].as_str().unwrap();
+        if status == "done" || status == "error" {
+            break rec;
+        }
+        let started = std::time::Instant::now();
+        s.call(s.req(Method::PUT, &format!("/api/v1/databases/acme/other/collections/w/documents/w{n}")).json(&json!({"n": n})), StatusCode::OK).await;
+        let took = started.elapsed();
+        n += 1;
+        let after = s.call(s.req(Method::GET, &path), StatusCode::OK).await;
+        if status == "running" && after["status"] == "running" {
+            while_running += 1;
+            slowest = slowest.max(took);
+        }
+    };
+    assert_eq!(rec["status"], "done", "{rec}");
+    assert_eq!(rec["records"], 24000);
+    eprintln!("{n} writes during the restore, {while_running} while it ran, slowest {slowest:?}");
+    assert!(while_running >= 3, "writes to another database should complete while the restore runs ({while_running} of {n})");
+    assert!(slowest < std::time::Duration::from_secs(2), "a write waited {slowest:?} during a restore");
+    assert_eq!(all_documents(&s, "acme", "other", "w").await.len(), n);
+    assert_eq!(all_documents(&s, "acme", "copy", "docs").await, all_documents(&s, "acme", "big", "docs").await);
+    assert_eq!(commit_ids(&s, "acme/copy").await, commit_ids(&s, "acme/big").await);
+    assert_eq!(staged_rows(&s), 0);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_failing_at_the_end_leaves_no_trace() {
+    let s = TestServer::start().await;
+    create_db(&s, "acme", "t").await;
+    let noise =
+        |i: u64| (1..24u64).map(|k| format!("{:016x}", i.wrapping_add(k).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(k as u32))).collect::<String>();
+    let docs: Vec<Value> = (0..3000).map(|i| json!({"id": format!("d{i:05}"), "v": noise(i)})).collect();
+    insert(&s, "acme", "t", "c", Value::Array(docs)).await;
+    backup(&s, json!({"id": "b", "databases": ["acme/t"], "encryption": "none"})).await;
+    // Damage the history (after the documents): every document is read and
+    // staged before the restore fails.
+    let path = s.dir.path().join("backups").join("b").join("acme.t.coffer");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() * 3 / 4;
+    bytes[at] ^= 0x55;
+    std::fs::write(&path, bytes).unwrap();
+    for target in ["acme/fresh", "acme/t"] {
+        let r = s.call(s.req(Method::POST, "/api/v1/backups/b/restore").json(&json!({"target": target, "overwrite": true})), StatusCode::ACCEPTED).await;
+        let r = s.wait(&format!("/api/v1/restores/{}", r["id"].as_str().unwrap())).await;
+        assert_eq!(r["status"], "error", "{r}");
+        assert!(r["error"].as_str().unwrap().starts_with("CORRUPT"), "{r}");
+        assert_eq!(r["failed"], 3000, "every document was read before the end failed: {r}");
+    }
+    s.call(s.req(Method::GET, "/api/v1/databases/acme/fresh"), StatusCode::NOT_FOUND).await;
+    assert_eq!(all_documents(&s, "acme", "t", "c").await.len(), 3000);
+    assert_eq!(commit_ids(&s, "acme/t").await.len(), 1);
+    assert_eq!(staged_rows(&s), 0);
     s.stop().await;
 }

@@ -119,6 +119,10 @@ pub struct BundleReader<R: Read> {
     toc: Option<Toc>,
     /// For [`read_collection`]: the entry the fragment must match at its end.
     fragment: Option<TocCollection>,
+    /// Whether commits keep the canonical text of their change set.
+    keep_changes_text: bool,
+    /// The canonical text of the last commit's change set (when kept).
+    changes_text: Option<Vec<u8>>,
 }
 
 impl<R: Read> BundleReader<R> {
@@ -159,6 +163,8 @@ impl<R: Read> BundleReader<R> {
             stored_bytes: 0,
             toc: None,
             fragment,
+            keep_changes_text: false,
+            changes_text: None,
         })
     }
 
@@ -186,6 +192,22 @@ impl<R: Read> BundleReader<R> {
                 return Ok(Some(item));
             }
         }
+    }
+
+    /// Keeps the canonical JSON text of each commit's change set, as the
+    /// bundle holds it, for [`take_changes_text`](Self::take_changes_text):
+    /// a consumer that stores change sets as canonical text copies it
+    /// instead of encoding the parsed changes again.
+    pub fn keep_changes_text(&mut self, keep: bool) {
+        self.keep_changes_text = keep;
+    }
+
+    /// The canonical JSON text (an array) of the change set of the commit
+    /// [`next_item`](Self::next_item) returned last, when
+    /// [`keep_changes_text`](Self::keep_changes_text) is on; exactly
+    /// `canonical::to_vec` of its `changes`.
+    pub fn take_changes_text(&mut self) -> Option<Vec<u8>> {
+        self.changes_text.take()
     }
 
     /// Reads everything, returning the checked table of contents.
@@ -224,6 +246,7 @@ impl<R: Read> BundleReader<R> {
                 let json = take_record(buf, &mut pos, self.limits.max_record)?;
                 let commit = read_commit(json)?;
                 commit.validate().map_err(|e| Error::corrupt(e.to_string()))?;
+                self.changes_text = if self.keep_changes_text { changes_text(json, &commit).map(<[u8]>::to_vec) } else { None };
                 let mut generation = 0;
                 for parent in &commit.parents {
                     let Some(g) = self.generations.get(parent) else {
@@ -485,6 +508,31 @@ fn read_commit(json: &[u8]) -> Result<Commit> {
     Ok(Commit { id: r.id, parents: r.parents, author: r.author, message: r.message, timestamp: r.timestamp, changes: r.changes })
 }
 
+/// The change set's text inside a canonical commit record: the record is
+/// `{"author":…,"changes":[…],"id":…,"message":…,"parents":[…],"timestamp":…}`
+/// with members in this order, so the text lies between the encodings of
+/// the members around it. `None` if they do not frame it (never, for a
+/// record [`read_commit`] accepted).
+fn changes_text<'a>(json: &'a [u8], commit: &Commit) -> Option<&'a [u8]> {
+    let mut prefix = b"{\"author\":".to_vec();
+    canonical::write_string(&commit.author, &mut prefix);
+    prefix.extend_from_slice(b",\"changes\":");
+    let mut suffix = b",\"id\":".to_vec();
+    canonical::write_string(&commit.id, &mut suffix);
+    suffix.extend_from_slice(b",\"message\":");
+    canonical::write_string(&commit.message, &mut suffix);
+    suffix.extend_from_slice(b",\"parents\":[");
+    for (i, parent) in commit.parents.iter().enumerate() {
+        if i > 0 {
+            suffix.push(b',');
+        }
+        canonical::write_string(parent, &mut suffix);
+    }
+    suffix.extend_from_slice(format!("],\"timestamp\":{}}}", commit.timestamp).as_bytes());
+    let text = json.strip_prefix(prefix.as_slice())?.strip_suffix(suffix.as_slice())?;
+    (text.first() == Some(&b'[') && text.last() == Some(&b']')).then_some(text)
+}
+
 fn take_record<'a>(buf: &'a [u8], pos: &mut usize, max: usize) -> Result<&'a [u8]> {
     let len = get_varint(buf, pos)? as usize;
     if len > max.min(MAX_RECORD) || len > buf.len() - *pos {
@@ -600,6 +648,20 @@ mod tests {
             br#"{"author":"ada", "changes":[],"id":"c1","message":"m","parents":[],"timestamp":5}"#,
         ] {
             assert_eq!(read_commit(bad).unwrap_err().code(), "CORRUPT", "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn the_changes_text_of_a_commit_record_is_its_canonical_change_set() {
+        let records: [&[u8]; 3] = [
+            br#"{"author":"ada","changes":[{"collection":"c","document":{"a":[1,"]"]},"id":"d","op":"put"}],"id":"c1","message":"m","parents":["c0"],"timestamp":5}"#,
+            br#"{"author":"\"],\"changes\":[","changes":[],"id":"x","message":"\u0001\n","parents":[],"timestamp":-7}"#,
+            br#"{"author":"","changes":[{"collection":"c","op":"drop"},{"op":"schema","schema":null}],"id":"c2","message":"","parents":["a","b"],"timestamp":0}"#,
+        ];
+        for record in records {
+            let commit = read_commit(record).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(record)));
+            let expected = canonical::to_vec(&serde_json::to_value(&commit.changes).unwrap()).unwrap();
+            assert_eq!(changes_text(record, &commit), Some(&expected[..]), "{}", String::from_utf8_lossy(record));
         }
     }
 

@@ -225,6 +225,12 @@ impl Engine {
     /// that no record describes.
     pub async fn recover(&self) -> ApiResult<Vec<String>> {
         let interrupted = self.store.run_write(|tx| jobs::mark_interrupted(tx, now_ms())).await?;
+        // Rows an interrupted restore staged (never visible): dropped.
+        let store = self.store.clone();
+        let dropped = tokio::task::spawn_blocking(move || snapshot::drop_all_staging(&store)).await??;
+        if dropped > 0 {
+            tracing::warn!(restores = dropped, "dropped the staged rows of restores interrupted by a restart");
+        }
         for id in &interrupted {
             tracing::warn!(backup = %id, "backup was interrupted by a restart; removing its leftovers");
             self.backend.remove(id).await?;
@@ -692,9 +698,12 @@ fn names(toc: &crate::bundle::Toc) -> Vec<String> {
     toc.collections.iter().map(|c| c.name.clone()).collect()
 }
 
+/// The bytes read ahead, then the rest of the input.
+type Replayed<R> = std::io::Chain<std::io::Cursor<Vec<u8>>, R>;
+
 /// Reads up to `n` bytes ahead; returns them and a reader that yields
 /// them again followed by the rest.
-fn read_ahead<R: Read>(mut input: R, n: u64) -> ApiResult<(Vec<u8>, std::io::Chain<std::io::Cursor<Vec<u8>>, R>)> {
+fn read_ahead<R: Read>(mut input: R, n: u64) -> ApiResult<(Vec<u8>, Replayed<R>)> {
     let mut head = Vec::new();
     (&mut input).take(n).read_to_end(&mut head)?;
     Ok((head.clone(), std::io::Cursor::new(head).chain(input)))

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::{params, OptionalExtension};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::{Filter, LiveProgress};
 use crate::bundle::{BundleReader, BundleWriter, CanonicalCommit, Item, WriteOptions};
@@ -49,6 +49,29 @@ fn filter_changes(changes: &[Change], filter: &Filter) -> Vec<Change> {
 /// the bundle is the database at one commit while writers go on.
 pub fn write_database<W: Write>(store: &Store, org: &str, db: &str, filter: &Filter, out: W, progress: &LiveProgress, threads: usize) -> ApiResult<(W, Stats)> {
     store.read(|conn| {
+        // Pages read through a memory map, not copied by read(2) into
+        // SQLite's cache: a backup reads every page of the database once.
+        conn.pragma_update(None, "mmap_size", BACKUP_MMAP_SIZE)?;
+        let result = snapshot_database(conn, org, db, filter, out, progress, threads);
+        conn.pragma_update(None, "mmap_size", 0)?;
+        result
+    })
+}
+
+/// Largest part of the store file a backup's read connection maps
+/// (SQLite caps it at its own limit, 2 GiB by default).
+const BACKUP_MMAP_SIZE: i64 = 1 << 40;
+
+fn snapshot_database<W: Write>(
+    conn: &mut rusqlite::Connection,
+    org: &str,
+    db: &str,
+    filter: &Filter,
+    out: W,
+    progress: &LiveProgress,
+    threads: usize,
+) -> ApiResult<(W, Stats)> {
+    {
         let tx = conn.transaction()?;
         let id = data::db_id(&tx, org, db)?;
         let head = data::branch_head(&tx, id, MAIN)?;
@@ -129,7 +152,7 @@ pub fn write_database<W: Write>(store: &Store, org: &str, db: &str, filter: &Fil
         let (out, summary) = writer.finish(&history.branches)?;
         tx.commit()?;
         Ok((out, Stats { digest: summary.toc.digest, head, documents, commits: order.len() as u64, collections: names }))
-    })
+    }
 }
 
 /// Where and how to restore.
@@ -160,10 +183,11 @@ pub struct RestoreCounts {
     pub collections: Vec<String>,
 }
 
-/// Restores a bundle into `options.org/options.db` in ONE write transaction:
-/// the bundle's digest and table of contents are only known to be right at
-/// its end, and only then is the transaction committed; any failure leaves
-/// the target as it was.
+/// Restores a bundle into `options.org/options.db` atomically: the bundle's
+/// digest and table of contents are only known to be right at its end, so
+/// its rows are staged in a hidden database (short transactions, other
+/// writers go on between them) and published in one final transaction only
+/// then; any failure leaves the target as it was.
 ///
 /// Into a new (or history-less) database the history is copied as is:
 /// commits, branches (other branches' states rebuilt by replay), schema.
@@ -181,6 +205,10 @@ pub fn restore_bundle<R: Read>(store: &Store, reader: BundleReader<R>, options: 
             .spawn_scoped(scope, move || apply_items(store, receiver, options, seen))
             .map_err(|e| ApiError::internal(format!("cannot start the restore writer: {e}")))?;
         let mut reader = reader;
+        // Change sets are stored as the canonical text the bundle holds
+        // (unless a filter edits them): copied, not encoded again.
+        let filtering = options.filter.include.is_some() || options.filter.exclude.is_some();
+        reader.keep_changes_text(!filtering);
         let read = (|| -> ApiResult<()> {
             // Items go over in batches: one hand-over per batch, not per document.
             let mut batch = Vec::new();
@@ -191,7 +219,8 @@ pub fn restore_bundle<R: Read>(store: &Store, reader: BundleReader<R>, options: 
                     Item::Commit(commit) => commit.changes.len() * CHANGE_WEIGHT,
                     _ => 0,
                 };
-                batch.push(item);
+                let text = if matches!(item, Item::Commit(_)) { reader.take_changes_text() } else { None };
+                batch.push((item, text));
                 if weight >= RESTORE_BATCH {
                     if sender.send(Msg::Items(std::mem::take(&mut batch))).is_err() {
                         return Ok(()); // the writer stopped: it reports why
@@ -222,59 +251,75 @@ const RESTORE_BATCH: usize = 4 << 20;
 const CHANGE_WEIGHT: usize = 1024;
 
 enum Msg {
-    Items(Vec<Item>),
+    /// Items, each commit with the canonical text of its change set when kept.
+    Items(Vec<(Item, Option<Vec<u8>>)>),
     /// The bundle ended and verified.
     End,
     /// The bundle failed to read or verify.
     Failed(ApiError),
 }
 
+/// What the staging phase of a restore gathered for its final step.
+#[derive(Default)]
+struct Staged {
+    schema: Value,
+    branches: BTreeMap<String, String>,
+    /// Collections restored, with their configs, in bundle order.
+    configs: Vec<(String, Map<String, Value>)>,
+    counts: RestoreCounts,
+}
+
+/// The writer side of a restore. Rows go into a hidden staging database
+/// ([`data::STAGING_ORG`]) in one short write transaction per batch, so the
+/// store's writer lock is free between batches and other databases' writes
+/// go on; the restore becomes visible in one final transaction once the
+/// bundle has verified to its end. Any failure drops the staging database
+/// (in short transactions too): the target stays as it was.
 fn apply_items(store: &Store, items: std::sync::mpsc::Receiver<Msg>, options: &RestoreOptions, seen: &AtomicU64) -> ApiResult<RestoreCounts> {
-    store.write_large(|tx| {
-        let db = match tx.query_row("SELECT id FROM databases WHERE org = ?1 AND name = ?2", [&options.org, &options.db], |r| r.get::<_, i64>(0)).optional()? {
-            Some(id) => id,
-            None => data::create_database(tx, &options.org, &options.db, "", "restored from a backup")?,
+    let staging = store.write(|tx| data::create_database(tx, data::STAGING_ORG, &crate::server::store::new_ksuid(), "", ""))?;
+    let result = stage(store, staging, items, options, seen).and_then(|staged| store.write(|tx| publish(tx, staging, staged, options)));
+    if result.is_err() {
+        if let Err(e) = drop_staging(store, staging) {
+            tracing::warn!(code = e.code, error = %e.message, "cannot drop a failed restore's staging rows (the next start does)");
+        }
+    }
+    result
+}
+
+/// Writes the bundle's items into the staging database, batch by batch.
+fn stage(store: &Store, staging: i64, items: std::sync::mpsc::Receiver<Msg>, options: &RestoreOptions, seen: &AtomicU64) -> ApiResult<Staged> {
+    let target = store.read(|c| {
+        Ok(c.query_row("SELECT id FROM databases WHERE org = ?1 AND name = ?2", [&options.org, &options.db], |r| r.get::<_, i64>(0)).optional()?)
+    })?;
+    let existing: HashSet<String> = match target {
+        Some(db) => store.read(|c| Ok(c.prepare("SELECT id FROM commits WHERE db = ?1")?.query_map([db], |r| r.get(0))?.collect::<Result<_, _>>()?))?,
+        None => HashSet::new(),
+    };
+    let filtering = options.filter.include.is_some() || options.filter.exclude.is_some();
+    let mut staged = Staged::default();
+    let mut current: Option<String> = None;
+    for msg in items.iter() {
+        let batch = match msg {
+            Msg::Items(batch) => batch,
+            Msg::End => return Ok(staged),
+            Msg::Failed(e) => return Err(e),
         };
-        let old_head = data::branch_head(tx, db, MAIN)?;
-        let fresh = old_head.is_none();
-        let mut counts = RestoreCounts::default();
-        let mut current: Option<String> = None;
-        let mut schema = Value::Null;
-        let existing: HashSet<String> = tx.prepare("SELECT id FROM commits WHERE db = ?1")?.query_map([db], |r| r.get(0))?.collect::<Result<_, _>>()?;
-        let mut branches = BTreeMap::new();
-        let filtering = options.filter.include.is_some() || options.filter.exclude.is_some();
-        let mut configure = Vec::new();
-        let mut insert = tx.prepare_cached("INSERT INTO documents (db, branch, collection, id, body) VALUES (?1, ?2, ?3, ?4, ?5)")?;
-        let mut ended = false;
-        for msg in items.iter() {
-            let batch = match msg {
-                Msg::Items(batch) => batch,
-                Msg::End => {
-                    ended = true;
-                    break;
-                }
-                Msg::Failed(e) => return Err(e),
-            };
-            for item in batch {
+        store.write(|tx| {
+            let mut insert = tx.prepare_cached("INSERT INTO documents (db, branch, collection, id, body) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+            for (item, changes_text) in batch {
                 match item {
-                    Item::Schema(s) => schema = s,
+                    Item::Schema(s) => staged.schema = s,
                     Item::Collection { name, config } => {
                         if !options.filter.covers(&name) {
                             current = None;
                             continue;
                         }
-                        if data::collection_exists(tx, db, MAIN, &name)? {
-                            if !options.overwrite {
-                                return Err(ApiError::conflict(format!(
-                                    "collection {name:?} exists in {}/{}; set overwrite to replace it",
-                                    options.org, options.db
-                                )));
-                            }
-                            data::apply_change(tx, db, MAIN, &Change::Drop { collection: name.clone() })?;
+                        if !options.overwrite {
+                            check_free(tx, options, &name)?;
                         }
-                        data::apply_change(tx, db, MAIN, &Change::Configure { collection: name.clone(), config: config.clone() })?;
-                        configure.push(Change::Configure { collection: name.clone(), config });
-                        counts.collections.push(name.clone());
+                        data::apply_change(tx, staging, MAIN, &Change::Configure { collection: name.clone(), config: config.clone() })?;
+                        staged.configs.push((name.clone(), config));
+                        staged.counts.collections.push(name.clone());
                         current = Some(name);
                     }
                     Item::Document(doc) => {
@@ -283,40 +328,103 @@ fn apply_items(store: &Store, items: std::sync::mpsc::Receiver<Msg>, options: &R
                             // Stored as is: the store keeps canonical bodies, and the
                             // reader refuses a document that is not canonical JSON.
                             let body = std::str::from_utf8(&doc.json).map_err(|_| ApiError::new("CORRUPT", "document is not UTF-8"))?;
-                            insert.execute(params![db, MAIN, collection, doc.id, body])?;
-                            counts.records += 1;
+                            insert.execute(params![staging, MAIN, collection, doc.id, body])?;
+                            staged.counts.records += 1;
                         }
                     }
                     Item::Commit(c) => {
                         let mut c = *c;
                         if !existing.contains(&c.id) {
-                            if filtering {
-                                c.changes = filter_changes(&c.changes, &options.filter);
+                            match changes_text {
+                                Some(text) if !filtering => data::insert_commit_canonical(tx, staging, &c, &text)?,
+                                _ => {
+                                    if filtering {
+                                        c.changes = filter_changes(&c.changes, &options.filter);
+                                    }
+                                    data::insert_commit(tx, staging, &c)?;
+                                }
                             }
-                            data::insert_commit(tx, db, &c)?;
-                            counts.commits += 1;
+                            staged.counts.commits += 1;
                         }
                     }
-                    Item::Branches(b) => branches = b,
+                    Item::Branches(b) => staged.branches = b,
                 }
             }
+            Ok(())
+        })?;
+    }
+    Err(ApiError::internal("the bundle reader stopped before the end"))
+}
+
+/// CONFLICT when collection `name` exists in the target (and `overwrite` is not set).
+fn check_free(tx: &rusqlite::Transaction<'_>, options: &RestoreOptions, name: &str) -> ApiResult<()> {
+    let target = tx.query_row("SELECT id FROM databases WHERE org = ?1 AND name = ?2", [&options.org, &options.db], |r| r.get::<_, i64>(0)).optional()?;
+    if let Some(db) = target {
+        if data::collection_exists(tx, db, MAIN, name)? {
+            return Err(ApiError::conflict(format!("collection {name:?} exists in {}/{}; set overwrite to replace it", options.org, options.db)));
         }
-        drop(insert);
-        if !ended {
-            return Err(ApiError::internal("the bundle reader stopped before the end"));
-        }
-        // The whole bundle has been read and checked: set the heads.
-        let backup_main = branches.get(MAIN).cloned();
-        if fresh {
+    }
+    Ok(())
+}
+
+/// The final step, in one transaction: the whole bundle has been read and
+/// checked. Into a new (or never written) database, the staging database
+/// takes the target's name: no row moves. Into a database with history, the
+/// staged rows move over (replaced collections dropped first), and a restore
+/// commit records the change.
+fn publish(tx: &rusqlite::Transaction<'_>, staging: i64, staged: Staged, options: &RestoreOptions) -> ApiResult<RestoreCounts> {
+    let Staged { schema, branches, configs, mut counts } = staged;
+    let target: Option<(i64, String, String, i64)> = tx
+        .query_row("SELECT id, label, comment, created_at FROM databases WHERE org = ?1 AND name = ?2", [&options.org, &options.db], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    let old_head = match &target {
+        Some((db, ..)) => data::branch_head(tx, *db, MAIN)?,
+        None => None,
+    };
+    let backup_main = branches.get(MAIN).cloned();
+    let db = match (target, old_head) {
+        (target, None) => {
+            // Nothing was ever written to the target: the staging database becomes it.
+            let (label, comment, created_at) = match target {
+                Some((old, label, comment, created_at)) => {
+                    tx.execute("DELETE FROM documents WHERE db = ?1", [old])?;
+                    tx.execute("DELETE FROM databases WHERE id = ?1", [old])?;
+                    (label, comment, created_at)
+                }
+                None => (String::new(), "restored from a backup".to_string(), crate::server::store::now_ms()),
+            };
+            tx.execute(
+                "UPDATE databases SET org = ?2, name = ?3, label = ?4, comment = ?5, created_at = ?6 WHERE id = ?1",
+                params![staging, options.org, options.db, label, comment, created_at],
+            )?;
             tx.execute(
                 "UPDATE branches SET head = ?3, schema = ?4 WHERE db = ?1 AND name = ?2",
-                params![db, MAIN, backup_main, serde_json::to_string(&schema)?],
+                params![staging, MAIN, backup_main, serde_json::to_string(&schema)?],
             )?;
-        } else {
+            staging
+        }
+        (Some((db, ..)), Some(old_head)) => {
+            let mut configure = Vec::new();
+            for (name, config) in configs {
+                if data::collection_exists(tx, db, MAIN, &name)? {
+                    if !options.overwrite {
+                        return Err(ApiError::conflict(format!("collection {name:?} exists in {}/{}; set overwrite to replace it", options.org, options.db)));
+                    }
+                    data::apply_change(tx, db, MAIN, &Change::Drop { collection: name.clone() })?;
+                }
+                let change = Change::Configure { collection: name, config };
+                data::apply_change(tx, db, MAIN, &change)?;
+                configure.push(change);
+            }
+            tx.execute("UPDATE documents SET db = ?1 WHERE db = ?2", params![db, staging])?;
+            tx.execute("UPDATE commits SET db = ?1 WHERE db = ?2 AND id NOT IN (SELECT id FROM commits WHERE db = ?1)", params![db, staging])?;
+            tx.execute("DELETE FROM databases WHERE id = ?1", [staging])?;
             if options.overwrite && !schema.is_null() {
                 tx.execute("UPDATE branches SET schema = ?3 WHERE db = ?1 AND name = ?2", params![db, MAIN, serde_json::to_string(&schema)?])?;
             }
-            let parents: Vec<String> = old_head.into_iter().chain(backup_main).collect();
+            let parents: Vec<String> = std::iter::once(old_head).chain(backup_main).collect();
             let commit = Commit {
                 id: crate::server::store::new_ksuid(),
                 parents: dedup(parents),
@@ -328,18 +436,48 @@ fn apply_items(store: &Store, items: std::sync::mpsc::Receiver<Msg>, options: &R
             data::insert_commit(tx, db, &commit)?;
             tx.execute("UPDATE branches SET head = ?3 WHERE db = ?1 AND name = ?2", params![db, MAIN, commit.id])?;
             counts.commits += 1;
+            db
         }
-        for (name, head) in &branches {
-            if name == MAIN {
-                continue;
-            }
-            let exists = tx.query_row("SELECT 1 FROM branches WHERE db = ?1 AND name = ?2", params![db, name], |_| Ok(())).optional()?.is_some();
-            if !exists {
-                data::create_branch(tx, db, name, head)?;
-            }
+        (None, Some(_)) => return Err(ApiError::internal("a head without a database")),
+    };
+    for (name, head) in &branches {
+        if name == MAIN {
+            continue;
         }
-        Ok(counts)
-    })
+        let exists = tx.query_row("SELECT 1 FROM branches WHERE db = ?1 AND name = ?2", params![db, name], |_| Ok(())).optional()?.is_some();
+        if !exists {
+            data::create_branch(tx, db, name, head)?;
+        }
+    }
+    Ok(counts)
+}
+
+/// Rows deleted per transaction when a staging database is dropped.
+const DROP_DOCUMENTS: usize = 2048;
+/// Commits deleted per transaction (a commit may hold megabytes of changes).
+const DROP_COMMITS: usize = 64;
+
+/// Drops a staging database in short transactions (the writer lock is
+/// free between them).
+pub fn drop_staging(store: &Store, staging: i64) -> ApiResult<()> {
+    for (sql, limit) in [
+        ("DELETE FROM documents WHERE rowid IN (SELECT rowid FROM documents WHERE db = ?1 LIMIT ?2)", DROP_DOCUMENTS),
+        ("DELETE FROM commits WHERE seq IN (SELECT seq FROM commits WHERE db = ?1 LIMIT ?2)", DROP_COMMITS),
+    ] {
+        while store.write(|tx| Ok(tx.prepare_cached(sql)?.execute(params![staging, limit as i64])?))? > 0 {}
+    }
+    store.write(|tx| Ok(tx.execute("DELETE FROM databases WHERE id = ?1 AND org = ?2", params![staging, data::STAGING_ORG])?))?;
+    Ok(())
+}
+
+/// Drops the staging databases of restores a crash cut short.
+pub fn drop_all_staging(store: &Store) -> ApiResult<usize> {
+    let ids: Vec<i64> =
+        store.read(|c| Ok(c.prepare("SELECT id FROM databases WHERE org = ?1")?.query_map([data::STAGING_ORG], |r| r.get(0))?.collect::<Result<_, _>>()?))?;
+    for &id in &ids {
+        drop_staging(store, id)?;
+    }
+    Ok(ids.len())
 }
 
 fn dedup(v: Vec<String>) -> Vec<String> {

@@ -17,6 +17,10 @@ use crate::snapshot::{Change, Commit};
 /// The default branch.
 pub const MAIN: &str = "main";
 
+/// Organization of the hidden databases a restore stages its rows in until
+/// its final step: not a valid organization name, so no API path reaches it.
+pub const STAGING_ORG: &str = ".restore";
+
 /// A database row.
 #[derive(Debug, Clone, Serialize)]
 pub struct DatabaseInfo {
@@ -126,8 +130,11 @@ pub fn list_branches(conn: &Connection, db: i64) -> ApiResult<BTreeMap<String, O
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// A collection of a branch: name, config, documents.
+pub type CollectionRow = (String, Map<String, Value>, u64);
+
 /// Collections of a branch with their configs.
-pub fn list_collections(conn: &Connection, db: i64, branch: &str) -> ApiResult<Vec<(String, Map<String, Value>, u64)>> {
+pub fn list_collections(conn: &Connection, db: i64, branch: &str) -> ApiResult<Vec<CollectionRow>> {
     branch_head(conn, db, branch)?;
     let mut stmt = conn.prepare(
         "SELECT c.name, c.config, (SELECT COUNT(*) FROM documents d WHERE d.db = c.db AND d.branch = c.branch AND d.collection = c.name)
@@ -148,7 +155,7 @@ pub fn branch_schema(conn: &Connection, db: i64, branch: &str) -> ApiResult<Valu
         .query_row("SELECT schema FROM branches WHERE db = ?1 AND name = ?2", params![db, branch], |r| r.get(0))
         .optional()?
         .ok_or_else(|| ApiError::not_found(format!("branch {branch:?} not found")))?;
-    Ok(serde_json::from_str(&text).map_err(|_| ApiError::internal("stored schema is not JSON"))?)
+    serde_json::from_str(&text).map_err(|_| ApiError::internal("stored schema is not JSON"))
 }
 
 pub(crate) fn parse_config(text: &str) -> ApiResult<Map<String, Value>> {
@@ -221,7 +228,7 @@ pub fn list_commits(conn: &Connection, db: i64, branch: &str, offset: usize, lim
             reachable.push((*seq, c));
         }
     }
-    reachable.sort_by(|a, b| b.0.cmp(&a.0));
+    reachable.sort_by_key(|r| std::cmp::Reverse(r.0));
     Ok(reachable.into_iter().skip(offset).take(limit).map(|(_, c)| c.clone()).collect())
 }
 
@@ -277,13 +284,25 @@ pub const MAX_COMMIT_BYTES: usize = crate::bundle::MAX_RECORD - (256 << 10);
 /// bundle record.
 pub fn insert_commit(tx: &Connection, db: i64, commit: &Commit) -> ApiResult<()> {
     let (changes, canonical) = encode_changes(&commit.changes)?;
+    insert_commit_row(tx, db, commit, &changes, canonical)
+}
+
+/// [`insert_commit`] with the change set given as its canonical JSON text
+/// (`changes` of `commit` is not read): a restore copies the text of a
+/// bundle's commit record, which the bundle reader checked canonical and
+/// which nests within a record's limit.
+pub fn insert_commit_canonical(tx: &Connection, db: i64, commit: &Commit, changes: &[u8]) -> ApiResult<()> {
+    insert_commit_row(tx, db, commit, changes, true)
+}
+
+fn insert_commit_row(tx: &Connection, db: i64, commit: &Commit, changes: &[u8], canonical: bool) -> ApiResult<()> {
     if changes.len() > MAX_COMMIT_BYTES {
         return Err(ApiError::new(
             "LIMIT_EXCEEDED",
             format!("one commit may change at most {MAX_COMMIT_BYTES} bytes of JSON ({} here): split the batch", changes.len()),
         ));
     }
-    let changes = std::str::from_utf8(&changes).map_err(|_| ApiError::internal("canonical JSON is not UTF-8"))?;
+    let changes = std::str::from_utf8(changes).map_err(|_| ApiError::internal("canonical JSON is not UTF-8"))?;
     tx.prepare_cached("INSERT INTO commits (db, id, parents, author, message, timestamp, changes, canonical) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?
         .execute(params![db, commit.id, serde_json::to_string(&commit.parents)?, commit.author, commit.message, commit.timestamp, changes, canonical])?;
     Ok(())

@@ -26,9 +26,9 @@ const MAX_IDLE_READERS: usize = 8;
 /// SQLite page size of a new store: large pages keep kilobyte documents
 /// out of overflow chains.
 const PAGE_SIZE: i64 = 16384;
-/// SQLite's default: a commit that leaves this many pages in the WAL copies
-/// them into the database file.
-const WAL_AUTOCHECKPOINT: i64 = 1000;
+/// Least time between two background checkpoints: commits in between are
+/// copied into the database file together.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 /// How long a connection waits for a lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -117,10 +117,85 @@ CREATE TABLE IF NOT EXISTS restores (
 "#;
 
 /// The store: a path, a writer and a pool of readers.
+///
+/// Checkpoints (copying the WAL into the database file, with its fsyncs)
+/// never run in a writer's commit: the writer connection has SQLite's
+/// automatic checkpoint off, and a thread of the store's own runs a PASSIVE
+/// checkpoint after commits (at most every [`CHECKPOINT_INTERVAL`]), which
+/// blocks neither readers nor writers. So a write costs the same whether the
+/// write before it was one row or a restore's batch of megabytes.
 pub struct Store {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    checkpoints: Arc<Checkpoints>,
+}
+
+/// What the store tells its checkpoint thread.
+#[derive(Default)]
+struct Checkpoints {
+    state: Mutex<CheckpointState>,
+    wake: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct CheckpointState {
+    /// Commits since the last checkpoint began.
+    pending: bool,
+    /// The store is gone: the thread ends.
+    closed: bool,
+}
+
+impl Checkpoints {
+    fn nudge(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            if !s.pending {
+                s.pending = true;
+                self.wake.notify_one();
+            }
+        }
+    }
+
+    /// Waits for commits; false once the store is closed.
+    fn wait(&self) -> bool {
+        let Ok(mut s) = self.state.lock() else { return false };
+        while !s.pending && !s.closed {
+            s = match self.wake.wait(s) {
+                Ok(s) => s,
+                Err(_) => return false,
+            };
+        }
+        s.pending = false;
+        !s.closed
+    }
+
+    /// The checkpoint thread: a PASSIVE checkpoint after commits, on a
+    /// connection of its own.
+    fn run(self: Arc<Self>, path: PathBuf) {
+        let mut conn = None;
+        while self.wait() {
+            if conn.is_none() {
+                conn = open_connection(&path).map_err(|e| tracing::warn!(error = %e, "checkpoint connection")).ok();
+            }
+            if let Some(c) = &conn {
+                let started = std::time::Instant::now();
+                match c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))) {
+                    Ok((log, done)) => tracing::trace!(log, done, elapsed = ?started.elapsed(), "checkpoint"),
+                    Err(e) => tracing::debug!(error = %e, "checkpoint failed (the next one retries)"),
+                }
+            }
+            std::thread::sleep(CHECKPOINT_INTERVAL);
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.checkpoints.state.lock() {
+            s.closed = true;
+        }
+        self.checkpoints.wake.notify_all();
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -147,7 +222,16 @@ impl Store {
         let conn = open_connection(path)?;
         conn.execute_batch(SCHEMA)?;
         migrate(&conn)?;
-        Ok(Self { path: path.to_path_buf(), writer: Mutex::new(conn), readers: Mutex::new(Vec::new()) })
+        // Checkpoints run on the store's thread, never in a writer's commit.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpoints = Arc::new(Checkpoints::default());
+        let thread = checkpoints.clone();
+        let owned = path.to_path_buf();
+        std::thread::Builder::new()
+            .name("coffer-checkpoint".into())
+            .spawn(move || thread.run(owned))
+            .map_err(|e| ApiError::internal(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(Self { path: path.to_path_buf(), writer: Mutex::new(conn), readers: Mutex::new(Vec::new()), checkpoints })
     }
 
     /// Runs `f` on a reader connection (blocking).
@@ -175,34 +259,8 @@ impl Store {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let value = f(&tx)?;
         tx.commit()?;
-        Ok(value)
-    }
-
-    /// [`write`](Self::write) for one large transaction (a restore). Its
-    /// commit does not copy the WAL into the database file, the checkpoint
-    /// SQLite would otherwise run at once, under the writer lock, for every
-    /// page the transaction wrote: a thread of its own does it afterwards
-    /// (a passive checkpoint, which blocks neither readers nor writers).
-    pub fn write_large<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> ApiResult<T>) -> ApiResult<T> {
-        let mut conn = self.writer.lock().map_err(|_| ApiError::internal("writer poisoned"))?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let value = f(&tx)?;
-        tx.pragma_update(None, "wal_autocheckpoint", 0)?;
-        let committed = tx.commit();
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)?;
         drop(conn);
-        committed?;
-        let path = self.path.clone();
-        let spawned = std::thread::Builder::new().name("coffer-checkpoint".into()).spawn(move || {
-            let started = std::time::Instant::now();
-            match open_connection(&path).and_then(|c| c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(2))) {
-                Ok(pages) => tracing::debug!(pages, elapsed = ?started.elapsed(), "checkpoint after a large write"),
-                Err(e) => tracing::warn!(error = %e, "checkpoint after a large write failed (the next ones will do it)"),
-            }
-        });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "cannot start a checkpoint thread (the next writes will checkpoint)");
-        }
+        self.checkpoints.nudge();
         Ok(value)
     }
 
