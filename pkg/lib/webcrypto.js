@@ -12,7 +12,7 @@
 // is wrong with the input or the key still fails as before.
 import { WebOpener, WebSealer } from '../wasm/coffer_wasm.js';
 import { SegmentCutter } from './bytes.js';
-import { adopt, call, invalid } from './errors.js';
+import { adopt, call, CofferError, invalid } from './errors.js';
 
 /**
  * Segments in flight at once: a new one starts whenever no more than this
@@ -76,6 +76,19 @@ function segment(op, key, nonce, input, inWasm, refused) {
       return bytes;
     },
   );
+}
+
+/**
+ * `bytes` for redoing a segment in wasm, checked to still be what WebCrypto
+ * was given: a segment is often a view of a stream chunk, and a writer that
+ * detached the chunk's buffer since (a BYOB reader reusing it) leaves it
+ * empty. Then the stream fails (IO) rather than emitting a wrong segment.
+ */
+function unchanged(bytes, length) {
+  if (bytes.length !== length) {
+    throw new CofferError('IO', 'WebCrypto failed on a segment whose bytes their writer has taken back (detached) since');
+  }
+  return bytes;
 }
 
 /**
@@ -151,7 +164,8 @@ export class WebCryptoSealer {
   #encrypt(nonce, plaintext) {
     const raw = this.#raw;
     const cutter = this.#cutter;
-    const inWasm = () => call(() => raw.sealSegment(nonce, plaintext));
+    const length = plaintext.length;
+    const inWasm = () => call(() => raw.sealSegment(nonce, unchanged(plaintext, length)));
     // The plaintext is kept until the operation settles, to redo it in wasm
     // if WebCrypto fails (encrypt fails on nothing in the input: any
     // failure is WebCrypto's own).
@@ -222,7 +236,8 @@ export class WebCryptoOpener {
   #decrypt(nonce, ciphertext) {
     const raw = this.#raw;
     const cutter = this.#cutter;
-    const inWasm = () => call(() => raw.openSegment(nonce, ciphertext));
+    const length = ciphertext.length;
+    const inWasm = () => call(() => raw.openSegment(nonce, unchanged(ciphertext, length)));
     // The ciphertext is kept until the operation settles: when WebCrypto
     // refuses it, wasm opens it (WebCrypto failed on its own) or explains
     // what is wrong with it.

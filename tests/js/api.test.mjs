@@ -204,6 +204,29 @@ describe('sealing', () => {
     }
   });
 
+  test('a chunk its writer detached before WebCrypto failed on it: the stream errors (IO), nothing wrong comes out', async (t) => {
+    const subtle = globalThis.crypto.subtle;
+    for (const method of ['encrypt', 'decrypt']) {
+      // WebCrypto has copied the chunk, and fails a little later.
+      const original = subtle[method];
+      subtle[method] = function (...args) {
+        const done = original.apply(this, args);
+        return new Promise((resolve, reject) => setTimeout(() => done.then(() => reject(new DOMException('gone', 'OperationError')), reject), 20));
+      };
+      t.after(() => delete subtle[method]);
+      const data = pseudoRandom(3 * SEGMENT, 23);
+      const [stream, chunk] = method === 'encrypt' ? [coffer.sealStream(pw, FAST), data] : [coffer.openStream(pw), coffer.sealSync(data, pw, FAST)];
+      const out = collect(stream.readable);
+      const writer = stream.writable.getWriter();
+      await writer.write(chunk);
+      // The chunk's buffer is transferred away: every view of it is now empty.
+      structuredClone(chunk.buffer, { transfer: [chunk.buffer] });
+      writer.close().catch(() => {});
+      assert.equal(await codeOf(() => out), 'IO', method);
+      delete subtle[method];
+    }
+  });
+
   test('X25519 recipients; an identity file with several keys', async () => {
     const alice = coffer.generateIdentity();
     const bob = coffer.generateIdentity();
