@@ -197,8 +197,10 @@ pub async fn create(State(s): State<AppState>, Auth(p): Auth, ApiJson(body): Api
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Organization (default: the caller's; every one for the server administrator).
+    #[param(pattern = "^[a-z0-9_-]{1,128}$")]
     org: Option<String>,
     /// Only backups covering this database, `org/db`.
+    #[param(pattern = "^[a-z0-9_-]{1,128}/[a-z0-9_-]{1,128}$")]
     database: Option<String>,
     /// Only backups with this status.
     #[param(value_type = Option<JobStatus>)]
@@ -273,6 +275,7 @@ pub async fn get(State(s): State<AppState>, Auth(p): Auth, ApiPath(id): ApiPath<
 #[into_params(parameter_in = Query)]
 pub struct FileQuery {
     /// The database, `org/db` (needed when the backup covers several).
+    #[param(pattern = "^[a-z0-9_-]{1,128}/[a-z0-9_-]{1,128}$")]
     database: Option<String>,
 }
 
@@ -319,6 +322,7 @@ pub struct LinkRequest {
     #[schema(minimum = 1, maximum = 604_800)]
     expires_in: Option<i64>,
     /// The database, `org/db` (needed when the backup covers several).
+    #[schema(pattern = "^[a-z0-9_-]{1,128}/[a-z0-9_-]{1,128}$")]
     database: Option<String>,
 }
 
@@ -359,6 +363,7 @@ pub async fn link(
 #[into_params(parameter_in = Query)]
 pub struct DownloadQuery {
     /// The database, `org/db`.
+    #[param(pattern = "^[a-z0-9_-]{1,128}/[a-z0-9_-]{1,128}$")]
     database: String,
     /// Expiry (seconds since the epoch).
     expires: i64,
@@ -553,8 +558,10 @@ pub async fn get_restore(State(s): State<AppState>, Auth(p): Auth, ApiPath(id): 
 #[into_params(parameter_in = Query)]
 pub struct ImportQuery {
     /// The database the bundle holds, `org/db`.
+    #[param(pattern = "^[a-z0-9_-]{1,128}/[a-z0-9_-]{1,128}$")]
     database: String,
     /// Backup id, `[a-z0-9_-]{1,128}` (default: a new KSUID).
+    #[param(pattern = "^[a-z0-9_-]{1,128}$")]
     id: Option<String>,
     /// Name (default: `import` and the time).
     name: Option<String>,

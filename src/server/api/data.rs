@@ -40,6 +40,7 @@ fn check_db(org: &str, db: &str) -> ApiResult<()> {
 #[into_params(parameter_in = Query)]
 pub struct WriteQuery {
     /// Branch written (default `main`).
+    #[param(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")]
     branch: Option<String>,
     /// Commit message (default: one describing the change).
     message: Option<String>,
@@ -59,6 +60,7 @@ impl WriteQuery {
 #[into_params(parameter_in = Query)]
 pub struct BranchQuery {
     /// Branch read (default `main`).
+    #[param(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")]
     branch: Option<String>,
 }
 
@@ -424,6 +426,7 @@ pub struct Page {
     /// Page size, 1..=1000 (default 100; values outside are clamped).
     limit: Option<u32>,
     /// Branch read (default `main`).
+    #[param(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")]
     branch: Option<String>,
 }
 
@@ -540,6 +543,7 @@ pub async fn delete_document(
 #[into_params(parameter_in = Query)]
 pub struct CommitPage {
     /// Branch read (default `main`).
+    #[param(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")]
     branch: Option<String>,
     /// Commits to skip (default 0).
     offset: Option<usize>,

@@ -627,7 +627,10 @@ fn path_parameter(name: &str, parent: &str) -> Parameter {
     let (description, pattern) = match (name, parent) {
         ("org", _) => ("Organization", Some(SLUG)),
         ("db", _) => ("Database", Some(SLUG)),
-        ("name", _) => ("Collection: 1..=128 characters of `[A-Za-z0-9_.-]`, not starting with `.`", None),
+        ("name", _) => (
+            "Collection: 1..=128 characters of `[A-Za-z0-9_.-]`, not starting with `.`, not ending in `.config`, not a reserved name",
+            Some("^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$"),
+        ),
         ("branch", _) => ("Branch: 1..=128 characters of `[A-Za-z0-9_.-]`, not starting with `.`", Some("^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")),
         ("id", "documents") => ("Document id: 1..=1024 bytes without control characters", None),
         ("id", "tokens") => ("Token id", Some(KEY)),
