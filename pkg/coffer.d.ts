@@ -107,7 +107,10 @@ export interface SealOptions {
   segmentSize?: number;
   /** Argon2id parameters for a passphrase. */
   kdf?: KdfParams;
-  /** Use `crypto.subtle` for AES-GCM when available (default true). The bytes are the same format either way. */
+  /**
+   * Use `crypto.subtle` for AES-GCM when available (default true). The bytes are the same format either way;
+   * where WebCrypto fails on its own (refuses the key or a segment), the rest goes on in wasm, streams included.
+   */
   webCrypto?: boolean;
 }
 
