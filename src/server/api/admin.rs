@@ -68,6 +68,7 @@ pub async fn create_org(State(s): State<AppState>, Auth(p): Auth, ApiPath(org): 
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     /// Login name, `[a-z0-9_-]{1,128}`, unique on the server.
+    #[schema(pattern = "^[a-z0-9_-]{1,128}$")]
     name: String,
     /// Password (zxcvbn score ≥ 3, else 422 `WEAK_PASSPHRASE`).
     #[schema(value_type = String, format = Password)]
@@ -116,6 +117,7 @@ pub struct CreateToken {
     #[serde(default)]
     name: String,
     /// Organization the token acts in (default: the caller's).
+    #[schema(pattern = "^[a-z0-9_-]{1,128}$")]
     org: Option<String>,
     /// Role (default: the caller's; never above it).
     #[schema(value_type = Option<Role>)]

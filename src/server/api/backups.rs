@@ -27,6 +27,21 @@ const DEFAULT_LINK_SECONDS: i64 = 3600;
 /// Header carrying the passphrase of an imported file (never a query string: URLs get logged).
 pub(crate) const PASSPHRASE_HEADER: &str = "x-coffer-passphrase";
 
+/// The schema of a database named `org/db`.
+pub struct DatabaseName;
+
+impl utoipa::PartialSchema for DatabaseName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .description(Some("A database, `org/db`."))
+            .pattern(Some("^[a-z0-9_-]{1,128}/[a-z0-9_-]{1,128}$"))
+            .into()
+    }
+}
+
+impl ToSchema for DatabaseName {}
+
 /// The schema of the `method` a backup may be asked for.
 pub struct RequestedMethod;
 
@@ -88,7 +103,7 @@ pub struct CreateBackup {
     /// Name, 1..=256 characters without control characters (default: time and first database).
     name: Option<String>,
     /// Databases, `org/db`, all of one organization; at least one.
-    #[schema(min_items = 1)]
+    #[schema(value_type = Vec<DatabaseName>, min_items = 1)]
     databases: Vec<String>,
     /// Collections to include (exclusive with `exclude`).
     include: Option<Vec<String>>,
@@ -458,8 +473,10 @@ pub async fn delete(State(s): State<AppState>, Auth(p): Auth, ApiPath(id): ApiPa
 #[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
     /// Target database, `org/db` (default: the database backed up).
+    #[schema(pattern = "^[a-z0-9_-]{1,128}/[a-z0-9_-]{1,128}$")]
     target: Option<String>,
     /// The database of the backup, `org/db` (needed when it covers several).
+    #[schema(pattern = "^[a-z0-9_-]{1,128}/[a-z0-9_-]{1,128}$")]
     database: Option<String>,
     /// Collections to restore (exclusive with `exclude`).
     include: Option<Vec<String>>,

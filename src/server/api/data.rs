@@ -593,6 +593,7 @@ pub async fn get_branch(
 #[serde(deny_unknown_fields)]
 pub struct CreateBranch {
     /// A commit id or a branch name (default `main`).
+    #[schema(min_length = 1)]
     from: Option<String>,
 }
 

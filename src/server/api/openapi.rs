@@ -632,7 +632,7 @@ fn path_parameter(name: &str, parent: &str) -> Parameter {
             Some("^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$"),
         ),
         ("branch", _) => ("Branch: 1..=128 characters of `[A-Za-z0-9_.-]`, not starting with `.`", Some("^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")),
-        ("id", "documents") => ("Document id: 1..=1024 bytes without control characters", None),
+        ("id", "documents") => ("Document id: 1..=1024 bytes without control characters", Some("^[^\\u0000-\\u001f\\u007f-\\u009f]+$")),
         ("id", "tokens") => ("Token id", Some(KEY)),
         ("id", "restores") => ("Restore id", Some(KEY)),
         _ => ("Backup id", Some(KEY)),
