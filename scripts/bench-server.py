@@ -13,8 +13,8 @@ was taken and the server's CPU time (utime + stime from /proc) for the job,
 which the load does not inflate. A p99 of a few hundred writes is noisy, so
 the writer latency is measured in several rounds (BENCH_P99_ROUNDS, default
 3), each a quiet run followed by a run during a passphrase backup; the
-median of the rounds' ratios is the figure. Restored databases are deleted
-once measured, so the run needs less disk.
+median of the rounds' ratios is the figure. Backups are deleted once
+measured, and the restic export once backed up, so the run needs less disk.
 
 usage: scripts/bench-server.sh [MiB]     (builds the release binary first)
 """
@@ -137,7 +137,9 @@ for enc_name, body in [("passphrase", {"passphrase": PASSPHRASE}), ("none", {"en
     restore_s = (r["finished_at"] - r["started_at"]) / 1000
     results[enc_name] = dict(backup_s=backup_s, restore_s=restore_s, size=rec["size"], records=r["records"], during=during,
                              backup_cpu=backup_cpu, restore_cpu=restore_cpu, backup_load=backup_load, restore_load=la)
-    call("DELETE", f"/api/v1/databases/{target}")
+
+for enc_name in results:
+    call("DELETE", f"/api/v1/backups/bench-{enc_name}")
 
 # More writer-latency rounds: quiet, then during a passphrase backup.
 rounds = [(quiet, results["passphrase"]["during"], results["passphrase"]["backup_load"])]
@@ -146,6 +148,7 @@ for k in range(1, P99_ROUNDS):
     la = load()
     _, d = backup_with_probe({"passphrase": PASSPHRASE}, f"bench-p99-{k}")
     rounds.append((q, d, la))
+    call("DELETE", f"/api/v1/backups/bench-p99-{k}")
 
 # restic on the same documents exported as files.
 restic = shutil.which("restic")
@@ -173,6 +176,7 @@ if restic:
         wall = time.time() - t; after = os.times()
         return wall, (after.children_user - before.children_user) + (after.children_system - before.children_system), la
     restic_backup_s, restic_backup_cpu, restic_backup_load = timed([restic, "backup", "-q", export])
+    shutil.rmtree(export)  # restored from the repository; less disk for the run
     restic_restore_s, restic_restore_cpu, restic_restore_load = timed([restic, "restore", "-q", "latest", "--target", f"{work}/restic-out"])
     restic_version = subprocess.run([restic, "version"], capture_output=True, text=True).stdout.strip()
 

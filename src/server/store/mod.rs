@@ -29,6 +29,13 @@ const PAGE_SIZE: i64 = 16384;
 /// Least time between two background checkpoints: commits in between are
 /// copied into the database file together.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+/// WAL frames (pages, 1 GiB) from which the checkpoint thread, once caught
+/// up, restarts the WAL itself: writers that never pause would otherwise
+/// never let SQLite restart it. Rare on purpose: it costs the writers a
+/// wait. (The WAL file is not truncated: SQLite writes a restarted WAL over
+/// the same file; cutting it back, `journal_size_limit`, made a restore's
+/// checkpoints cost ~25 % more CPU in the kernel, re-allocating the file.)
+const WAL_RESTART_FRAMES: i64 = (1 << 30) / PAGE_SIZE;
 /// How long a connection waits for a lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -175,12 +182,27 @@ impl Checkpoints {
         let mut conn = None;
         while self.wait() {
             if conn.is_none() {
-                conn = open_connection(&path).map_err(|e| tracing::warn!(error = %e, "checkpoint connection")).ok();
+                // No busy handler: the checkpoints below never wait for a lock.
+                conn = open_connection(&path)
+                    .and_then(|c| c.busy_timeout(Duration::ZERO).map(|()| c))
+                    .map_err(|e| tracing::warn!(error = %e, "checkpoint connection"))
+                    .ok();
             }
             if let Some(c) = &conn {
                 let started = std::time::Instant::now();
-                match c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))) {
-                    Ok((log, done)) => tracing::trace!(log, done, elapsed = ?started.elapsed(), "checkpoint"),
+                let checkpoint = |mode: &str| c.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)));
+                match checkpoint("PASSIVE") {
+                    Ok((log, done)) => {
+                        tracing::trace!(log, done, elapsed = ?started.elapsed(), "checkpoint");
+                        // Caught up with a large WAL: restart it now,
+                        // if no writer or reader is in the way at this instant (the
+                        // few frames since the passive pass are copied under the
+                        // writer lock; without a busy handler nothing waits for it).
+                        // Writers that never pause would otherwise never let it restart.
+                        if log >= WAL_RESTART_FRAMES && done == log {
+                            let _ = checkpoint("RESTART");
+                        }
+                    }
                     Err(e) => tracing::debug!(error = %e, "checkpoint failed (the next one retries)"),
                 }
             }
