@@ -393,10 +393,15 @@ pub async fn post_documents(
     let branch = q.branch()?;
     let author = p.user.name.clone();
     let message = q.message("");
+    // Parsed before the store's writer lock is taken: a large batch must not
+    // hold up the writers of other databases while its JSON is read.
+    let docs = tokio::task::spawn_blocking(move || -> ApiResult<Vec<(String, Value)>> {
+        parse_documents(&body)?.into_iter().map(|doc| Ok((document_id(&doc)?, doc))).collect()
+    })
+    .await??;
     let (ids, commit) = s
         .store
         .run_write(move |tx| {
-            let docs = parse_documents(&body)?;
             let mut ids = Vec::with_capacity(docs.len());
             let mut changes = Vec::with_capacity(docs.len() + 1);
             let id = data::db_id(tx, &org, &db)?;
@@ -404,8 +409,7 @@ pub async fn post_documents(
             if !data::collection_exists(tx, id, &branch, &name)? {
                 changes.push(Change::Configure { collection: name.clone(), config: Map::new() });
             }
-            for doc in docs {
-                let doc_id = document_id(&doc)?;
+            for (doc_id, doc) in docs {
                 ids.push(doc_id.clone());
                 changes.push(Change::Put { collection: name.clone(), id: doc_id, document: doc });
             }
