@@ -666,7 +666,7 @@ mod tests {
         docs.push(']');
         fs::remove_file(dir.join("c.ndjson")).unwrap();
         fs::write(dir.join("c.json"), &docs).unwrap();
-        fs::write(dir.join("e.ndjson"), &lines.replace("\"n\"", "\"m\"").lines().take(2000).collect::<Vec<_>>().join("\n")).unwrap();
+        fs::write(dir.join("e.ndjson"), lines.replace("\"n\"", "\"m\"").lines().take(2000).collect::<Vec<_>>().join("\n")).unwrap();
         let (whole, summary) = bundle_dir(&dir, Vec::new(), WriteOptions::default()).unwrap();
         assert_eq!(summary.toc.collections[0].documents, 2000, "identical copies count once");
         for run_bytes in [2048, 100_000] {

@@ -524,9 +524,9 @@ impl<C: SegmentCipher> Decryptor<C> {
 
 fn key_refs(keys: &[Key]) -> Vec<KeyRef> {
     keys.iter()
-        .filter_map(|k| match k {
-            Key::Passphrase(p) => Some(KeyRef::Passphrase(p.clone())),
-            Key::Identity(id) => Some(KeyRef::Identity(id.clone())),
+        .map(|k| match k {
+            Key::Passphrase(p) => KeyRef::Passphrase(p.clone()),
+            Key::Identity(id) => KeyRef::Identity(id.clone()),
         })
         .collect()
 }

@@ -292,12 +292,15 @@ pub fn delete_token(tx: &Transaction<'_>, user: &User, id: &str) -> ApiResult<()
     Ok(())
 }
 
+/// A token's row: secret hash, user id, organization, role, expiry (ms).
+type TokenRow = (Vec<u8>, i64, String, String, Option<i64>);
+
 /// Resolves a bearer token to a principal (constant-time hash comparison).
 pub fn authenticate_token(conn: &Connection, token: &str) -> ApiResult<Principal> {
     let bad = || ApiError::unauthorized("invalid token");
     let rest = token.strip_prefix(TOKEN_PREFIX).ok_or_else(bad)?;
     let (id, secret) = rest.split_once('_').ok_or_else(bad)?;
-    let row: Option<(Vec<u8>, i64, String, String, Option<i64>)> = conn
+    let row: Option<TokenRow> = conn
         .query_row("SELECT hash, user_id, org, role, expires_at FROM tokens WHERE id = ?1", [id], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
