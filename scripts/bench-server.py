@@ -16,6 +16,15 @@ the writer latency is measured in several rounds (BENCH_P99_ROUNDS, default
 median of the rounds' ratios is the figure. Backups are deleted once
 measured, and the restic export once backed up, so the run needs less disk.
 
+Each timed backup and restore starts once the server is idle (its CPU use
+below 3 % for half a second: the checkpoints of the load or of the previous
+restore done), and no writer runs during a timed backup: the writer-latency
+rounds have backups of their own. Before, the passphrase backup was timed
+with the latency probe writing beside it, and each job could start while
+the previous one's checkpoints were still running, which made the
+passphrase figures (measured first) look ~3 CPU-s dearer than `none`.
+Per-thread CPU time (by thread name) is printed for every figure.
+
 usage: scripts/bench-server.sh [MiB]     (builds the release binary first)
 """
 import base64, json, os, platform, random, shutil, socket, statistics, subprocess, sys, tempfile, time, urllib.request
@@ -50,6 +59,49 @@ def server_cpu():
 def load():
     return open("/proc/loadavg").read().split()[0]
 
+def thread_cpu():
+    """CPU seconds per live thread of the server: {(tid, name): seconds}."""
+    out = {}
+    for tid in os.listdir(f"/proc/{server.pid}/task"):
+        try:
+            st = open(f"/proc/{server.pid}/task/{tid}/stat").read()
+        except OSError:
+            continue
+        f = st.rsplit(")", 1)[1].split()
+        out[(tid, st[st.index("(") + 1:st.rindex(")")])] = (int(f[11]) + int(f[12])) / TICK
+    return out
+
+# Threads that end before a figure is taken (a job's threads) are seen by sampling.
+seen_threads = {}
+def sample_threads():
+    while server.poll() is None:
+        try:
+            seen_threads.update(thread_cpu())
+        except OSError:
+            pass
+        time.sleep(0.02)
+
+def threads_now():
+    time.sleep(0.05)
+    d = dict(seen_threads); d.update(thread_cpu()); return d
+
+def per_thread(before, after):
+    """CPU seconds by thread name between two threads_now() readings, as text."""
+    by = {}
+    for k, v in after.items():
+        d = v - before.get(k, 0)
+        if d >= 0.01:
+            by[k[1]] = by.get(k[1], 0) + d
+    return ", ".join(f"{name} {v:.2f}" for name, v in sorted(by.items(), key=lambda x: -x[1]))
+
+def settle(limit=120):
+    """Waits until the server is idle: under 3 % of a core for half a second."""
+    end = time.time() + limit
+    while time.time() < end:
+        c = server_cpu(); time.sleep(0.5)
+        if server_cpu() - c < 0.015:
+            return
+
 def call(method, path, body=None, raw=None, ctype="application/json"):
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     req = urllib.request.Request(base + path, data=data, method=method, headers={"Authorization": AUTH, "Content-Type": ctype})
@@ -57,6 +109,8 @@ def call(method, path, body=None, raw=None, ctype="application/json"):
         text = r.read()
         return json.loads(text) if text else None
 
+import threading
+threading.Thread(target=sample_threads, daemon=True).start()
 token = call("POST", "/api/v1/tokens", {"name": "bench"})["token"]
 AUTH = "Bearer " + token
 call("POST", "/api/v1/orgs/bench")
@@ -115,35 +169,34 @@ def backup_with_probe(body, bid):
     finished.set(); th.join()
     return rec, during
 
-quiet = put_latencies(300)
-
 results = {}
 for enc_name, body in [("passphrase", {"passphrase": PASSPHRASE}), ("none", {"encryption": "none"})]:
-    la = load(); cpu0 = server_cpu()
-    if enc_name == "passphrase":
-        rec, during = backup_with_probe(body, f"bench-{enc_name}")
-    else:
-        rec = call("POST", "/api/v1/backups", dict(body, databases=["bench/big"], id=f"bench-{enc_name}"))
-        rec = wait(f"/api/v1/backups/{rec['id']}")
-        during = []
+    settle()
+    la = load(); cpu0 = server_cpu(); t0 = threads_now()
+    rec = call("POST", "/api/v1/backups", dict(body, databases=["bench/big"], id=f"bench-{enc_name}"))
+    rec = wait(f"/api/v1/backups/{rec['id']}")
     backup_cpu = server_cpu() - cpu0
+    backup_threads = per_thread(t0, threads_now())
     backup_s = (rec["finished_at"] - rec["started_at"]) / 1000
     backup_load = la
     target = f"bench/restored-{enc_name.replace('_','-')}"
-    la = load(); cpu0 = server_cpu()
+    settle()
+    la = load(); cpu0 = server_cpu(); t0 = threads_now()
     r = call("POST", f"/api/v1/backups/{rec['id']}/restore", dict({"target": target}, **({"passphrase": PASSPHRASE} if enc_name == "passphrase" else {})))
     r = wait(f"/api/v1/restores/{r['id']}")
     restore_cpu = server_cpu() - cpu0
+    restore_threads = per_thread(t0, threads_now())
     restore_s = (r["finished_at"] - r["started_at"]) / 1000
-    results[enc_name] = dict(backup_s=backup_s, restore_s=restore_s, size=rec["size"], records=r["records"], during=during,
-                             backup_cpu=backup_cpu, restore_cpu=restore_cpu, backup_load=backup_load, restore_load=la)
+    results[enc_name] = dict(backup_s=backup_s, restore_s=restore_s, size=rec["size"], records=r["records"], backup_threads=backup_threads,
+                             backup_cpu=backup_cpu, restore_cpu=restore_cpu, backup_load=backup_load, restore_load=la, restore_threads=restore_threads)
 
 for enc_name in results:
     call("DELETE", f"/api/v1/backups/bench-{enc_name}")
 
-# More writer-latency rounds: quiet, then during a passphrase backup.
-rounds = [(quiet, results["passphrase"]["during"], results["passphrase"]["backup_load"])]
-for k in range(1, P99_ROUNDS):
+# Writer-latency rounds: quiet, then during a passphrase backup.
+rounds = []
+for k in range(P99_ROUNDS):
+    settle()
     q = put_latencies(300)
     la = load()
     _, d = backup_with_probe({"passphrase": PASSPHRASE}, f"bench-p99-{k}")
@@ -200,6 +253,9 @@ if restic:
     print(f"By CPU time (restic's own, the server's for coffer): backup {restic_backup_cpu / v['backup_cpu']:.1f}×, restore {restic_restore_cpu / v['restore_cpu']:.1f}×.")
 else:
     print("\nrestic is not installed: no comparison in this run.")
+print("\nServer CPU by thread name (s):")
+for k, v in results.items():
+    print(f"- {k} backup: {v['backup_threads']}; restore: {v['restore_threads']}")
 ratios = [p99(d) / p99(q) for q, d, _ in rounds]
 print(f"\nWriter latency (PUT of one document, one commit), {len(rounds)} rounds of a quiet run then a run during a passphrase backup:")
 for i, (q, d, la) in enumerate(rounds):
