@@ -283,6 +283,84 @@ fn every_bit_flip_is_an_error() {
     }
 }
 
+/// What a reader with `threads` gives: a digest of its items (and of the
+/// change sets' text when kept) and its error, code and message.
+fn read_with_threads(bytes: &[u8], threads: usize, keep: bool) -> (u64, String, Option<String>) {
+    let mut items = 0;
+    let mut digest = blake3::Hasher::new();
+    let result = (|| -> coffer::Result<()> {
+        let mut reader = BundleReader::new(bytes, ReadLimits::default())?;
+        reader.set_threads(threads);
+        reader.keep_changes_text(keep);
+        while let Some(item) = reader.next_item()? {
+            items += 1;
+            digest.update(format!("{item:?}").as_bytes());
+            if let Some(text) = reader.take_changes_text() {
+                digest.update(&text);
+            }
+            digest.update(&reader.position().to_le_bytes());
+        }
+        Ok(())
+    })();
+    (items, digest.finalize().to_hex().to_string(), result.err().map(|e| format!("{}: {e}", e.code())))
+}
+
+/// A bundle of several documents and commits blocks whose `bad`-th commit
+/// (if any) has a change set that is not canonical.
+fn many_blocks(bad: Option<usize>) -> Vec<u8> {
+    let mut snapshot = sample(9000);
+    let mut w = bundle::BundleWriter::new(Vec::new(), &snapshot.schema, WriteOptions::default()).unwrap();
+    for (name, collection) in &snapshot.collections {
+        w.begin_collection(name, &collection.config).unwrap();
+        for (id, doc) in &collection.documents {
+            w.add_document(id, doc).unwrap();
+        }
+    }
+    let mut parents = Vec::new();
+    for i in 0..60 {
+        let id = format!("c{i:03}");
+        let changes: Vec<Change> =
+            (0..40).map(|j| Change::Put { collection: "docs".into(), id: format!("d{i}-{j}"), document: json!({"text": "y".repeat(900), "j": j}) }).collect();
+        let mut text = canon(&changes);
+        if bad == Some(i) {
+            text.insert(1, b' ');
+        }
+        w.add_canonical_commit(&CanonicalCommit { id: &id, parents: &parents, author: "ada", message: "m", timestamp: i as i64, changes: &text }).unwrap();
+        parents = vec![id];
+    }
+    snapshot.history.branches = [("main".to_string(), parents[0].clone())].into();
+    w.finish(&snapshot.history.branches).unwrap().0
+}
+
+/// Worker threads that read ahead change neither the items nor the errors,
+/// nor where in the bundle the errors come.
+#[test]
+fn reading_ahead_on_threads_gives_the_items_and_errors_of_one_thread() {
+    let good = many_blocks(None);
+    assert!(read_toc(&mut Cursor::new(&good)).unwrap().raw_bytes > 4 << 20, "several blocks of each kind");
+    let bad_commit = many_blocks(Some(45));
+    for bytes in [&good, &bad_commit] {
+        for keep in [false, true] {
+            let one = read_with_threads(bytes, 1, keep);
+            for threads in [2, 3, 0] {
+                assert_eq!(read_with_threads(bytes, threads, keep), one, "threads {threads}, keep {keep}");
+            }
+        }
+    }
+    assert_eq!(read_with_threads(&good, 2, true).2, None);
+    assert!(read_with_threads(&bad_commit, 2, true).2.is_some_and(|e| e.starts_with("CORRUPT: ")));
+    // Damaged bundles: cut anywhere, a bit flipped anywhere.
+    for cut in (0..good.len()).step_by(good.len() / 64).chain([good.len() - 1, good.len() - 48]) {
+        assert_eq!(read_with_threads(&good[..cut], 2, true), read_with_threads(&good[..cut], 1, true), "cut at {cut}");
+    }
+    let mut flipped = good.clone();
+    for i in (0..good.len()).step_by(good.len() / 97).chain([12, 13, 20, good.len() - 30]) {
+        flipped[i] ^= 0x10;
+        assert_eq!(read_with_threads(&flipped, 2, true), read_with_threads(&flipped, 1, true), "flip at {i}");
+        flipped[i] = good[i];
+    }
+}
+
 fn arb_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),

@@ -122,14 +122,15 @@ mod pool {
             for _ in 0..threads {
                 let rx = Arc::clone(&rx);
                 let mut zstd = new_zstd()?;
-                workers.push(std::thread::spawn(move || loop {
+                let worker = std::thread::Builder::new().name("coffer-compress".into()).spawn(move || loop {
                     let job = match rx.lock() {
                         Ok(guard) => guard.recv(),
                         Err(_) => return,
                     };
                     let Ok((kind, raw, reply)) = job else { return };
                     let _ = reply.send(encode_block(&mut zstd, kind, &raw));
-                }));
+                });
+                workers.push(worker.map_err(Error::Io)?);
             }
             Ok(Self { jobs: Some(tx), workers })
         }

@@ -123,6 +123,11 @@ pub struct BundleReader<R: Read> {
     keep_changes_text: bool,
     /// The canonical text of the last commit's change set (when kept).
     changes_text: Option<Vec<u8>>,
+    /// What a worker already checked in the records of `self.block`.
+    checked: Checked,
+    /// Blocks read ahead and decoded on worker threads (native builds).
+    #[cfg(not(target_arch = "wasm32"))]
+    ahead: ahead::ReadAhead,
 }
 
 impl<R: Read> BundleReader<R> {
@@ -165,7 +170,23 @@ impl<R: Read> BundleReader<R> {
             fragment,
             keep_changes_text: false,
             changes_text: None,
+            checked: Checked::default(),
+            #[cfg(not(target_arch = "wasm32"))]
+            ahead: ahead::ReadAhead::new(0),
         })
+    }
+
+    /// Sets the number of threads that decompress and check blocks ahead of
+    /// the caller: 0 (the default) picks the machine's parallelism, 1 reads
+    /// on the calling thread only. Items, their order and every error are the
+    /// same whatever the number; call it before the first item. The wasm
+    /// build always reads on the calling thread.
+    pub fn set_threads(&mut self, threads: usize) {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            self.ahead = ahead::ReadAhead::new(threads);
+        }
+        let _ = threads;
     }
 
     /// The table of contents, once the whole bundle has been read and checked.
@@ -219,23 +240,21 @@ impl<R: Read> BundleReader<R> {
     fn next_record(&mut self) -> Result<Item> {
         let buf = &self.block;
         let mut pos = self.cursor;
+        // Records before `checked.to` passed a worker's checks (the
+        // canonical form above all); the one at `checked.to` failed them.
+        let prechecked = pos < self.checked.to;
+        if pos == self.checked.to {
+            if let Some(e) = self.checked.failure.take() {
+                return Err(e);
+            }
+        }
         let item = match self.block_kind {
             BlockKind::Documents => {
-                let id_len = get_varint(buf, &mut pos)? as usize;
-                if id_len > MAX_ID_LEN || id_len > buf.len() - pos {
-                    return Err(Error::corrupt("document id length out of bounds"));
-                }
-                let id = std::str::from_utf8(&buf[pos..pos + id_len]).map_err(|_| Error::corrupt("document id is not UTF-8"))?.to_string();
-                pos += id_len;
-                validate_id("document", &id).map_err(|e| Error::corrupt(e.to_string()))?;
-                let json = take_record(buf, &mut pos, self.limits.max_record)?;
-                if !canonical::is_canonical(json) {
-                    return Err(Error::corrupt(format!("document {id:?} is not canonical JSON")));
-                }
-                let json = json.to_vec();
+                let (id, json) = document_record(buf, &mut pos, self.limits.max_record, !prechecked)?;
                 if self.last_id.as_ref().is_some_and(|last| last.as_bytes() >= id.as_bytes()) {
                     return Err(Error::corrupt(format!("document {id:?} is out of order or duplicated")));
                 }
+                let (id, json) = (id.to_string(), json.to_vec());
                 if let Some(entry) = self.collections.last_mut() {
                     entry.documents += 1;
                 }
@@ -243,10 +262,17 @@ impl<R: Read> BundleReader<R> {
                 Item::Document(DocumentRef { id, json })
             }
             BlockKind::Commits => {
+                let start = pos;
                 let json = take_record(buf, &mut pos, self.limits.max_record)?;
-                let commit = read_commit(json)?;
-                commit.validate().map_err(|e| Error::corrupt(e.to_string()))?;
-                self.changes_text = if self.keep_changes_text { changes_text(json, &commit).map(<[u8]>::to_vec) } else { None };
+                let (commit, text) = match self.checked.commits.pop_front() {
+                    Some(parsed) if parsed.start == start => (parsed.commit, parsed.text),
+                    _ => commit_record(json, !prechecked, self.keep_changes_text)?,
+                };
+                self.changes_text = match text {
+                    Some(text) if self.keep_changes_text => Some(text),
+                    _ if self.keep_changes_text => changes_text(json, &commit).map(<[u8]>::to_vec),
+                    _ => None,
+                };
                 let mut generation = 0;
                 for parent in &commit.parents {
                     let Some(g) = self.generations.get(parent) else {
@@ -272,16 +298,10 @@ impl<R: Read> BundleReader<R> {
     /// record blocks, loads them and returns `None`.
     fn next_block(&mut self) -> Result<Option<Item>> {
         let start = self.offset;
-        let mut header = [0u8; BLOCK_HEADER_LEN];
-        let got = read_full(&mut self.input, &mut header)?;
-        if got == 0 && self.fragment.is_some() {
+        let Some((kind, raw_len, stored_len)) = self.load_block(start)? else {
             self.finish_fragment()?;
             return Ok(None);
-        }
-        if got < BLOCK_HEADER_LEN {
-            return Err(Error::truncated(format!("bundle ends inside a block header at offset {start}")));
-        }
-        let (kind, raw_len, stored_len) = self.read_payload(&header, start)?;
+        };
         let block_len = (BLOCK_HEADER_LEN as u64) + u64::from(stored_len);
         self.offset += block_len;
         self.cursor = 0;
@@ -374,11 +394,86 @@ impl<R: Read> BundleReader<R> {
         Ok(item)
     }
 
+    /// Loads the block at `start` into `self.block` (and what a worker
+    /// checked of its records into `self.checked`). `None` at the clean end
+    /// of a collection fragment ([`read_collection`]).
+    fn load_block(&mut self, start: u64) -> Result<Option<(BlockKind, u32, u32)>> {
+        self.checked = Checked::default();
+        #[cfg(not(target_arch = "wasm32"))]
+        if self.ahead.running() {
+            return self.load_ahead(start);
+        }
+        let mut header = [0u8; BLOCK_HEADER_LEN];
+        let got = read_full(&mut self.input, &mut header)?;
+        if got == 0 && self.fragment.is_some() {
+            return Ok(None);
+        }
+        if got < BLOCK_HEADER_LEN {
+            return Err(Error::truncated(format!("bundle ends inside a block header at offset {start}")));
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        if self.ahead.wants(header[0]) {
+            // The first block of records: from here on blocks are read
+            // ahead and decoded on worker threads.
+            let stored = self.read_stored(&header, start)?;
+            self.ahead.start(stored, self.keep_changes_text, self.limits.max_record)?;
+            return self.load_ahead(start);
+        }
+        self.read_payload(&header, start).map(Some)
+    }
+
+    /// Takes the next block read ahead (reading more ahead first).
+    #[cfg(not(target_arch = "wasm32"))]
+    fn load_ahead(&mut self, start: u64) -> Result<Option<(BlockKind, u32, u32)>> {
+        while let Some(read_from) = self.ahead.room() {
+            let next = self.read_next(read_from);
+            self.ahead.push(next, self.keep_changes_text, self.limits.max_record);
+        }
+        match self.ahead.pop()? {
+            ahead::Next::Block { stored, raw, checked } => {
+                debug_assert_eq!(stored.start, start);
+                self.block = raw;
+                self.checked = checked;
+                let lengths = (stored.kind, stored.raw_len, stored.stored_len);
+                // The next block read ahead reuses the buffer.
+                self.stored = stored.payload;
+                Ok(Some(lengths))
+            }
+            ahead::Next::End => Ok(None),
+        }
+    }
+
+    /// Reads the block at `offset` for the read-ahead: its stored payload,
+    /// the clean end of a fragment, or the error the block gives.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn read_next(&mut self, offset: u64) -> Result<Option<Stored>> {
+        let mut header = [0u8; BLOCK_HEADER_LEN];
+        let got = read_full(&mut self.input, &mut header)?;
+        if got == 0 && self.fragment.is_some() {
+            return Ok(None);
+        }
+        if got < BLOCK_HEADER_LEN {
+            return Err(Error::truncated(format!("bundle ends inside a block header at offset {offset}")));
+        }
+        self.read_stored(&header, offset).map(Some)
+    }
+
     /// Reads the payload of the block whose header is `header` (at offset
     /// `start`): checks kind, codec and lengths against the format's and the
     /// reader's limits, adds the stored bytes to the trailer hash, and leaves
     /// the raw payload in `self.block`. Returns kind, raw and stored lengths.
     fn read_payload(&mut self, header: &[u8; BLOCK_HEADER_LEN], start: u64) -> Result<(BlockKind, u32, u32)> {
+        let mut stored = self.read_stored(header, start)?;
+        let result = decode(&mut self.zstd, &stored, &mut self.block);
+        self.stored = std::mem::take(&mut stored.payload);
+        result?;
+        Ok((stored.kind, stored.raw_len, stored.stored_len))
+    }
+
+    /// Checks a block header (kind, codec and lengths against the format's
+    /// and the reader's limits), reads the payload as stored and adds it to
+    /// the trailer hash.
+    fn read_stored(&mut self, header: &[u8; BLOCK_HEADER_LEN], start: u64) -> Result<Stored> {
         let kind = BlockKind::from_u8(header[0])?;
         let codec = header[1];
         let raw_len = u32::from_le_bytes([header[2], header[3], header[4], header[5]]);
@@ -396,27 +491,15 @@ impl<R: Read> BundleReader<R> {
             CODEC_STORED | CODEC_ZSTD => return Err(Error::corrupt(format!("block at offset {start} has inconsistent lengths"))),
             other => return Err(Error::corrupt(format!("unknown codec {other} at offset {start}"))),
         }
-        self.stored.clear();
-        (&mut self.input).take(stored_len.into()).read_to_end(&mut self.stored).map_err(|e| from_read(e, "block"))?;
-        if self.stored.len() != stored_len as usize {
+        let mut payload = std::mem::take(&mut self.stored);
+        payload.clear();
+        (&mut self.input).take(stored_len.into()).read_to_end(&mut payload).map_err(|e| from_read(e, "block"))?;
+        if payload.len() != stored_len as usize {
             return Err(Error::truncated(format!("bundle ends inside the block at offset {start}")));
         }
         self.bytes.update(header);
-        self.bytes.update(&self.stored);
-        self.block.clear();
-        if codec == CODEC_ZSTD {
-            self.block.reserve_exact(raw_len as usize);
-            let n = self
-                .zstd
-                .decompress_to_buffer(&self.stored, &mut self.block)
-                .map_err(|e| Error::corrupt(format!("block at offset {start} does not decompress: {e}")))?;
-            if n != raw_len as usize {
-                return Err(Error::corrupt(format!("block at offset {start} decompresses to {n} bytes, not {raw_len}")));
-            }
-        } else {
-            self.block.extend_from_slice(&self.stored);
-        }
-        Ok((kind, raw_len, stored_len))
+        self.bytes.update(&payload);
+        Ok(Stored { kind, codec, raw_len, stored_len, start, payload })
     }
 
     fn close_collection(&mut self) {
@@ -481,6 +564,120 @@ impl<R: Read> BundleReader<R> {
     }
 }
 
+/// A block's header fields and its payload as stored.
+struct Stored {
+    kind: BlockKind,
+    codec: u8,
+    raw_len: u32,
+    stored_len: u32,
+    /// Offset of the block in the bundle.
+    start: u64,
+    payload: Vec<u8>,
+}
+
+/// Decodes a block's stored payload into `raw` (cleared first).
+fn decode(zstd: &mut zstd::bulk::Decompressor<'static>, stored: &Stored, raw: &mut Vec<u8>) -> Result<()> {
+    raw.clear();
+    if stored.codec == CODEC_ZSTD {
+        raw.reserve_exact(stored.raw_len as usize);
+        let n = zstd
+            .decompress_to_buffer(&stored.payload, raw)
+            .map_err(|e| Error::corrupt(format!("block at offset {} does not decompress: {e}", stored.start)))?;
+        if n != stored.raw_len as usize {
+            return Err(Error::corrupt(format!("block at offset {} decompresses to {n} bytes, not {}", stored.start, stored.raw_len)));
+        }
+    } else {
+        raw.extend_from_slice(&stored.payload);
+    }
+    Ok(())
+}
+
+/// What a worker thread checked in a block's records ahead of the reader:
+/// every record before `to` passed the checks of one record taken alone
+/// (framing, id, canonical form; for commits, the canonical form only,
+/// unless parsed into `commits`), and the record at `to` failed with
+/// `failure`. The reader still makes the checks that need the records
+/// before (order, parents), so items and errors come out as without it.
+#[derive(Default)]
+struct Checked {
+    to: usize,
+    failure: Option<Error>,
+    /// The first commits of the block, parsed, in order.
+    commits: std::collections::VecDeque<ParsedCommit>,
+}
+
+struct ParsedCommit {
+    /// Offset of the record in its block.
+    start: usize,
+    commit: Commit,
+    /// The canonical text of its change set, when kept.
+    text: Option<Vec<u8>>,
+}
+
+/// Commit records a worker parses ahead per block, in bytes of record
+/// text (the rest only has its canonical form checked): bounds the memory
+/// parsed commits ahead of the reader take.
+const PARSE_AHEAD: usize = 4 << 20;
+
+/// Checks the records of a block on its own (see [`Checked`]).
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+fn check_records(kind: BlockKind, raw: &[u8], max_record: usize, keep_text: bool) -> Checked {
+    let mut checked = Checked::default();
+    let mut parsed = 0;
+    while checked.to < raw.len() {
+        let mut pos = checked.to;
+        let result = match kind {
+            BlockKind::Documents => document_record(raw, &mut pos, max_record, true).map(|_| ()),
+            BlockKind::Commits => take_record(raw, &mut pos, max_record).and_then(|json| {
+                if parsed >= PARSE_AHEAD {
+                    return canonical_commit(json);
+                }
+                let (commit, text) = commit_record(json, true, keep_text)?;
+                parsed += json.len();
+                checked.commits.push_back(ParsedCommit { start: checked.to, commit, text });
+                Ok(())
+            }),
+            _ => return checked,
+        };
+        if let Err(e) = result {
+            checked.failure = Some(e);
+            return checked;
+        }
+        checked.to = pos;
+    }
+    checked
+}
+
+/// The document record at `*pos`: its id and canonical JSON. `check_json`
+/// false skips the canonical check (a worker made it).
+fn document_record<'a>(buf: &'a [u8], pos: &mut usize, max_record: usize, check_json: bool) -> Result<(&'a str, &'a [u8])> {
+    let id_len = get_varint(buf, pos)? as usize;
+    if id_len > MAX_ID_LEN || id_len > buf.len() - *pos {
+        return Err(Error::corrupt("document id length out of bounds"));
+    }
+    let id = std::str::from_utf8(&buf[*pos..*pos + id_len]).map_err(|_| Error::corrupt("document id is not UTF-8"))?;
+    *pos += id_len;
+    validate_id("document", id).map_err(|e| Error::corrupt(e.to_string()))?;
+    let json = take_record(buf, pos, max_record)?;
+    if check_json && !canonical::is_canonical(json) {
+        return Err(Error::corrupt(format!("document {id:?} is not canonical JSON")));
+    }
+    Ok((id, json))
+}
+
+/// Parses and validates a commit record, with the canonical text of its
+/// change set when `keep_text`. `check_json` false skips the canonical
+/// check (a worker made it).
+fn commit_record(json: &[u8], check_json: bool, keep_text: bool) -> Result<(Commit, Option<Vec<u8>>)> {
+    if check_json {
+        canonical_commit(json)?;
+    }
+    let commit = parse_commit(json)?;
+    commit.validate().map_err(|e| Error::corrupt(e.to_string()))?;
+    let text = if keep_text { changes_text(json, &commit).map(<[u8]>::to_vec) } else { None };
+    Ok((commit, text))
+}
+
 /// A commit record as a bundle must hold it: every member present (the
 /// `Commit` type fills missing ones with defaults, for hand-written
 /// history files), nothing else.
@@ -500,10 +697,22 @@ struct CommitRecord {
 /// type (all members present, none unknown, in each change too) re-encodes
 /// to the same bytes, so this is the check of `canonical::from_canonical`
 /// without building, re-serializing and comparing a value tree.
+#[cfg(test)]
 fn read_commit(json: &[u8]) -> Result<Commit> {
+    canonical_commit(json)?;
+    parse_commit(json)
+}
+
+/// The first check of a commit record: its canonical form.
+fn canonical_commit(json: &[u8]) -> Result<()> {
     if !canonical::is_canonical(json) {
         return Err(Error::corrupt("commit record is not in canonical form"));
     }
+    Ok(())
+}
+
+/// Parses a commit record whose canonical form was checked.
+fn parse_commit(json: &[u8]) -> Result<Commit> {
     let r: CommitRecord = serde_json::from_slice(json).map_err(|e| Error::corrupt(format!("commit record: {e}")))?;
     Ok(Commit { id: r.id, parents: r.parents, author: r.author, message: r.message, timestamp: r.timestamp, changes: r.changes })
 }
@@ -512,7 +721,7 @@ fn read_commit(json: &[u8]) -> Result<Commit> {
 /// `{"author":…,"changes":[…],"id":…,"message":…,"parents":[…],"timestamp":…}`
 /// with members in this order, so the text lies between the encodings of
 /// the members around it. `None` if they do not frame it (never, for a
-/// record [`read_commit`] accepted).
+/// record [`commit_record`] accepted).
 fn changes_text<'a>(json: &'a [u8], commit: &Commit) -> Option<&'a [u8]> {
     let mut prefix = b"{\"author\":".to_vec();
     canonical::write_string(&commit.author, &mut prefix);
@@ -627,6 +836,188 @@ pub fn read_collection<R: Read + Seek>(mut input: R, name: &str) -> Result<Bundl
     let stored = entry.stored_bytes;
     let offset = entry.offset;
     BundleReader::with_state(input.take(stored), ReadLimits::default(), offset, Expect::Body, Some(entry))
+}
+
+/// Read-ahead: blocks are read on the reader's thread (the input is a
+/// stream, and the trailer hash covers the stored bytes in order) and
+/// decoded on worker threads — decompression and the checks of
+/// [`check_records`] — a bounded number ahead; they come back in order, and
+/// so do their errors, each where the block stands in the bundle.
+#[cfg(not(target_arch = "wasm32"))]
+mod ahead {
+    use std::collections::VecDeque;
+    use std::sync::mpsc;
+    use std::sync::{Arc, Mutex};
+    use std::thread::JoinHandle;
+
+    use super::{check_records, decode, Checked, Stored};
+    use crate::bundle::{BlockKind, BLOCK_HEADER_LEN};
+    use crate::error::{Error, Result};
+
+    /// No further block is read ahead once the blocks waiting hold this
+    /// many raw bytes (one block always may be: memory stays within one
+    /// block of the largest size plus this).
+    const AHEAD_RAW: u64 = 8 << 20;
+
+    /// A block read ahead, decoded and checked, or the clean end of a fragment.
+    pub(super) enum Next {
+        Block { stored: Stored, raw: Vec<u8>, checked: Checked },
+        End,
+    }
+
+    type Decoded = (Stored, Result<(Vec<u8>, Checked)>);
+    type Job = (Stored, bool, usize, mpsc::SyncSender<Decoded>);
+
+    enum Slot {
+        Block { raw_len: u32, reply: mpsc::Receiver<Decoded> },
+        End,
+        Failed(Error),
+    }
+
+    pub(super) struct ReadAhead {
+        threads: usize,
+        pool: Option<Pool>,
+        queue: VecDeque<Slot>,
+        queued_raw: u64,
+        /// Offset of the next block to read ahead; `None` once no more may
+        /// be read (the table of contents, the end of input or an error came).
+        next_offset: Option<u64>,
+    }
+
+    impl ReadAhead {
+        /// `threads == 0` picks the machine's parallelism; 1 reads inline.
+        pub(super) fn new(threads: usize) -> Self {
+            let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()).min(8) } else { threads };
+            Self { threads, pool: None, queue: VecDeque::new(), queued_raw: 0, next_offset: None }
+        }
+
+        pub(super) fn running(&self) -> bool {
+            self.pool.is_some()
+        }
+
+        /// Whether to start reading ahead at a block of this kind: the first
+        /// block of records, when more than one thread is wanted.
+        pub(super) fn wants(&self, kind: u8) -> bool {
+            self.pool.is_none() && self.threads > 1 && (kind == BlockKind::Documents as u8 || kind == BlockKind::Commits as u8)
+        }
+
+        /// Starts the workers with the first block.
+        pub(super) fn start(&mut self, first: Stored, keep_text: bool, max_record: usize) -> Result<()> {
+            self.pool = Some(Pool::new(self.threads)?);
+            self.push(Ok(Some(first)), keep_text, max_record);
+            Ok(())
+        }
+
+        /// The offset of the next block to read ahead, if there is room for it.
+        pub(super) fn room(&self) -> Option<u64> {
+            let room = self.queue.is_empty() || (self.queue.len() < self.threads + 2 && self.queued_raw < AHEAD_RAW);
+            self.next_offset.filter(|_| room)
+        }
+
+        /// Queues what reading the next block gave.
+        pub(super) fn push(&mut self, next: Result<Option<Stored>>, keep_text: bool, max_record: usize) {
+            let slot = match next {
+                Ok(Some(stored)) => {
+                    let end = stored.start + BLOCK_HEADER_LEN as u64 + u64::from(stored.stored_len);
+                    // The trailer follows the table of contents: it is read by the reader itself.
+                    self.next_offset = (stored.kind != BlockKind::Toc).then_some(end);
+                    let raw_len = stored.raw_len;
+                    let submitted = match &self.pool {
+                        Some(pool) => pool.submit(stored, keep_text, max_record),
+                        None => Err(stopped()),
+                    };
+                    match submitted {
+                        Ok(reply) => {
+                            self.queued_raw += u64::from(raw_len);
+                            Slot::Block { raw_len, reply }
+                        }
+                        Err(e) => {
+                            self.next_offset = None;
+                            Slot::Failed(e)
+                        }
+                    }
+                }
+                Ok(None) => {
+                    self.next_offset = None;
+                    Slot::End
+                }
+                Err(e) => {
+                    self.next_offset = None;
+                    Slot::Failed(e)
+                }
+            };
+            self.queue.push_back(slot);
+        }
+
+        /// The next block, in bundle order (waiting for its worker).
+        pub(super) fn pop(&mut self) -> Result<Next> {
+            match self.queue.pop_front() {
+                Some(Slot::Block { raw_len, reply }) => {
+                    self.queued_raw -= u64::from(raw_len);
+                    let (stored, decoded) = reply.recv().map_err(|_| stopped())?;
+                    let (raw, checked) = decoded?;
+                    Ok(Next::Block { stored, raw, checked })
+                }
+                Some(Slot::End) => Ok(Next::End),
+                Some(Slot::Failed(e)) => Err(e),
+                None => Err(Error::Io(std::io::Error::other("the bundle reader cannot go on after an error"))),
+            }
+        }
+    }
+
+    fn stopped() -> Error {
+        Error::Io(std::io::Error::other("a bundle decoding worker stopped"))
+    }
+
+    struct Pool {
+        jobs: Option<mpsc::Sender<Job>>,
+        workers: Vec<JoinHandle<()>>,
+    }
+
+    impl Pool {
+        fn new(threads: usize) -> Result<Self> {
+            let (tx, rx) = mpsc::channel::<Job>();
+            let rx = Arc::new(Mutex::new(rx));
+            let mut workers = Vec::with_capacity(threads);
+            for _ in 0..threads {
+                let rx = Arc::clone(&rx);
+                let mut zstd = zstd::bulk::Decompressor::new().map_err(Error::Io)?;
+                zstd.window_log_max(27).map_err(Error::Io)?;
+                let worker = std::thread::Builder::new().name("coffer-decode".into()).spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(guard) => guard.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((stored, keep_text, max_record, reply)) = job else { return };
+                    let mut raw = Vec::new();
+                    let decoded = decode(&mut zstd, &stored, &mut raw).map(|()| {
+                        let checked = check_records(stored.kind, &raw, max_record, keep_text);
+                        (raw, checked)
+                    });
+                    let _ = reply.send((stored, decoded));
+                });
+                workers.push(worker.map_err(Error::Io)?);
+            }
+            Ok(Self { jobs: Some(tx), workers })
+        }
+
+        fn submit(&self, stored: Stored, keep_text: bool, max_record: usize) -> Result<mpsc::Receiver<Decoded>> {
+            let (reply, rx) = mpsc::sync_channel(1);
+            match &self.jobs {
+                Some(jobs) if jobs.send((stored, keep_text, max_record, reply)).is_ok() => Ok(rx),
+                _ => Err(stopped()),
+            }
+        }
+    }
+
+    impl Drop for Pool {
+        fn drop(&mut self) {
+            self.jobs.take();
+            for w in self.workers.drain(..) {
+                let _ = w.join();
+            }
+        }
+    }
 }
 
 #[cfg(test)]
