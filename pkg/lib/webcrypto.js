@@ -27,6 +27,8 @@ import { adopt, call, CofferError, invalid } from './errors.js';
 export const IN_FLIGHT = 2;
 /** Staging buffers kept for reuse. */
 const POOL = IN_FLIGHT + 2;
+/** Smallest segment (without its tag) that Node copies into a reused buffer (see SliceSource). */
+const SCRATCH_MIN = 4096;
 
 function finished() {
   return invalid('this object has already finished or failed');
@@ -48,13 +50,55 @@ async function importKey(raw, usage) {
 }
 
 /**
+ * Where the next `new SliceSource(n)` puts its `n` bytes (see SliceSource);
+ * set only while one `crypto.subtle.decrypt` call runs.
+ */
+let sliceTarget = null;
+
+/**
+ * The view of a ciphertext segment given to `crypto.subtle.decrypt`, so
+ * that Node's own copy of it lands in a buffer we reuse.
+ *
+ * Node's WebCrypto (lib/internal/crypto/aes.js) cuts the tag off with
+ * %TypedArray%.prototype.slice, which copies the ciphertext into a fresh
+ * buffer for every segment (1 MiB: allocated, zeroed, its pages faulted in,
+ * later swept by the GC, all on the main thread), then copies that once
+ * more for the job it runs off the main thread, before `decrypt` returns. `slice` makes its result
+ * with the input's own constructor (its species), so for an input of this
+ * class the ciphertext is copied into `sliceTarget`, a scratch buffer of
+ * the opener, instead: the same copy, no allocation. Node has taken its own
+ * copy by the time `decrypt` returns, so the scratch buffer is free again at
+ * once (tests/js checks this: a scratch buffer overwritten right after the
+ * call still decrypts). Only a length equal to the target's, once, takes
+ * it: the 16-byte tag (sliced first) and anything else get a plain new
+ * Uint8Array. Engines that copy natively (browsers) only see a view.
+ * Subclassing leaves V8's typed-array species protector intact.
+ */
+class SliceSource extends Uint8Array {
+  constructor(bufferOrLength, byteOffset, length) {
+    if (typeof bufferOrLength !== 'number') {
+      super(bufferOrLength, byteOffset, length);
+      return;
+    }
+    const target = sliceTarget;
+    if (target !== null && target.length === bufferOrLength) {
+      sliceTarget = null;
+      return target;
+    }
+    return new Uint8Array(bufferOrLength);
+  }
+}
+
+/**
  * One segment through WebCrypto's AES-GCM `op` ('encrypt' / 'decrypt'), as
  * a promise of its bytes. `inWasm()` gives the same bytes (or throws what
  * is wrong with the input): it runs at once when WebCrypto has been given up
  * on (`key` null), and when WebCrypto refuses the segment, after which
- * `refused()` is called if wasm did not find the input at fault.
+ * `refused()` is called if wasm did not find the input at fault. For
+ * decrypt, `scratch` (or null) is where Node may copy the ciphertext
+ * without its tag (see SliceSource).
  */
-function segment(op, key, nonce, input, inWasm, refused) {
+function segment(op, key, nonce, input, inWasm, refused, scratch = null) {
   if (key === null) {
     try {
       return Promise.resolve(inWasm());
@@ -64,9 +108,16 @@ function segment(op, key, nonce, input, inWasm, refused) {
   }
   let done;
   try {
-    done = globalThis.crypto.subtle[op]({ name: 'AES-GCM', iv: nonce }, key, input);
+    let data = input;
+    if (scratch !== null) {
+      sliceTarget = scratch;
+      data = new SliceSource(input.buffer, input.byteOffset, input.length);
+    }
+    done = globalThis.crypto.subtle[op]({ name: 'AES-GCM', iv: nonce }, key, data);
   } catch (e) {
     done = Promise.reject(e);
+  } finally {
+    sliceTarget = null;
   }
   return done.then(
     (bytes) => new Uint8Array(bytes),
@@ -227,6 +278,11 @@ export class WebCryptoOpener {
   #opened = false;
   #cutter;
   #pipeline;
+  /** Plaintext bytes per segment, and bytes of a tag (once the header is read). */
+  #segmentSize = 0;
+  #tagLength = 0;
+  /** Reused for Node's copy of each ciphertext (see SliceSource). */
+  #scratch = null;
 
   constructor(emit, passphrase, identity) {
     this.#pipeline = new Pipeline(emit);
@@ -242,7 +298,19 @@ export class WebCryptoOpener {
     // refuses it, wasm opens it (WebCrypto failed on its own) or explains
     // what is wrong with it.
     const refused = () => (this.#key = null);
-    return segment('decrypt', this.#key, nonce, ciphertext, inWasm, refused).finally(() => cutter.release(ciphertext));
+    return segment('decrypt', this.#key, nonce, ciphertext, inWasm, refused, this.#scratchFor(length)).finally(() => cutter.release(ciphertext));
+  }
+
+  /**
+   * The scratch buffer Node may copy a ciphertext of `length` bytes into,
+   * without its tag (see SliceSource); null for small segments, where there
+   * is nothing to gain and the tag's slice could have the same length.
+   */
+  #scratchFor(length) {
+    const bytes = length - this.#tagLength;
+    if (bytes < SCRATCH_MIN || bytes > this.#segmentSize) return null;
+    this.#scratch ??= new Uint8Array(this.#segmentSize);
+    return this.#scratch.length === bytes ? this.#scratch : this.#scratch.subarray(0, bytes);
   }
 
   /**
@@ -272,6 +340,8 @@ export class WebCryptoOpener {
       data = data.subarray(n);
       if (done) {
         this.#cutter = new SegmentCutter(raw.unitSize, POOL);
+        this.#segmentSize = raw.segmentSize;
+        this.#tagLength = raw.unitSize - raw.segmentSize;
         this.#key = await importKey(call(() => raw.takeKey()), 'decrypt');
         this.#opened = true;
         return data;

@@ -227,6 +227,58 @@ describe('sealing', () => {
     }
   });
 
+  test("Node's copy of a ciphertext goes into a reused buffer, free again as soon as decrypt returns", async (t) => {
+    // pkg/lib/webcrypto.js (SliceSource) lets Node's slice of each ciphertext
+    // land in the opener's scratch buffer, and reuses that buffer for the next
+    // segment while the first is still being decrypted: sound only if Node has
+    // copied it again by the time decrypt returns. Here whatever the slice
+    // made is overwritten right after the call; every decrypt must still
+    // succeed (a failure would be hidden by the fallback to wasm, so count).
+    const subtle = globalThis.crypto.subtle;
+    const original = subtle.decrypt;
+    let calls = 0;
+    let refused = 0;
+    let reused = 0;
+    const seen = new WeakSet();
+    subtle.decrypt = function (algorithm, key, data) {
+      calls += 1;
+      const made = [];
+      const Species = data.constructor;
+      // An own `constructor` on the input: Node's slice makes its result
+      // through this (as through SliceSource itself), and we see it.
+      Object.defineProperty(data, 'constructor', {
+        value: {
+          [Symbol.species]: function Spy(n) {
+            const made1 = Reflect.construct(Species, [n]);
+            made.push(made1);
+            return made1;
+          },
+        },
+      });
+      const done = original.call(this, algorithm, key, data);
+      for (const bytes of made) {
+        if (seen.has(bytes.buffer)) reused += 1;
+        seen.add(bytes.buffer);
+        bytes.fill(0xa5);
+      }
+      return done.catch((e) => {
+        refused += 1;
+        throw e;
+      });
+    };
+    t.after(() => delete subtle.decrypt);
+    const segment = 1 << 16;
+    const data = pseudoRandom(7 * segment + 1000, 31);
+    const sealed = coffer.sealSync(data, pw, { ...FAST, segmentSize: segment });
+    assert.ok(equalBytes(await collect(streamOf(sealed, 50000).pipeThrough(coffer.openStream(pw))), data), 'openStream');
+    assert.ok(equalBytes(await coffer.open(sealed, pw), data), 'open');
+    delete subtle.decrypt;
+    assert.equal(refused, 0, 'no segment failed in WebCrypto');
+    assert.equal(calls, 16, 'WebCrypto decrypted every segment');
+    // 7 full segments per call: the first makes the scratch buffer, the next 6 reuse it.
+    assert.equal(reused, 12, "Node's slices of the full segments went into one reused buffer per call");
+  });
+
   test('X25519 recipients; an identity file with several keys', async () => {
     const alice = coffer.generateIdentity();
     const bob = coffer.generateIdentity();
