@@ -9,9 +9,18 @@ use crate::error::{Error, Result};
 /// payload smaller and stays within the reader's ratio limit; otherwise the
 /// payload is stored as is. Deterministic for a given zstd version and level.
 pub(crate) fn encode_block(zstd: &mut zstd::bulk::Compressor<'static>, kind: BlockKind, raw: &[u8]) -> Result<Vec<u8>> {
-    let compressed = zstd.compress(raw).map_err(Error::Io)?;
+    encode_block_with(zstd, &mut Vec::new(), kind, raw)
+}
+
+/// [`encode_block`] with a buffer for the zstd frame that is kept from one
+/// block to the next (the bytes are those of `Compressor::compress`).
+pub(crate) fn encode_block_with(zstd: &mut zstd::bulk::Compressor<'static>, scratch: &mut Vec<u8>, kind: BlockKind, raw: &[u8]) -> Result<Vec<u8>> {
+    scratch.clear();
+    scratch.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+    zstd.compress_to_buffer(raw, scratch).map_err(Error::Io)?;
+    let compressed = &scratch[..];
     let use_zstd = compressed.len() < raw.len() && within_ratio(raw.len() as u64, compressed.len() as u64);
-    let payload: &[u8] = if use_zstd { &compressed } else { raw };
+    let payload: &[u8] = if use_zstd { compressed } else { raw };
     let mut block = Vec::with_capacity(BLOCK_HEADER_LEN + payload.len());
     block.push(kind as u8);
     block.push(if use_zstd { CODEC_ZSTD } else { CODEC_STORED });
@@ -35,15 +44,18 @@ pub(crate) fn new_zstd() -> Result<zstd::bulk::Compressor<'static>> {
     Ok(c)
 }
 
+/// An encoded block, and the raw payload's buffer given back for reuse.
+pub(crate) type Encoded = Result<(Vec<u8>, Vec<u8>)>;
+
 /// A block handed to the pipeline and the encoded bytes it will become.
 pub(crate) enum Pending {
-    Ready(Result<Vec<u8>>),
+    Ready(Encoded),
     #[cfg(not(target_arch = "wasm32"))]
-    Waiting(std::sync::mpsc::Receiver<Result<Vec<u8>>>),
+    Waiting(std::sync::mpsc::Receiver<Encoded>),
 }
 
 impl Pending {
-    pub(crate) fn wait(self) -> Result<Vec<u8>> {
+    pub(crate) fn wait(self) -> Encoded {
         match self {
             Pending::Ready(r) => r,
             #[cfg(not(target_arch = "wasm32"))]
@@ -55,7 +67,7 @@ impl Pending {
 /// Compresses blocks on worker threads (native) or inline (wasm, or one thread).
 /// Results come back through [`Pending`] in submission order.
 pub(crate) struct Compressor {
-    inline: Option<zstd::bulk::Compressor<'static>>,
+    inline: Option<(zstd::bulk::Compressor<'static>, Vec<u8>)>,
     #[cfg(not(target_arch = "wasm32"))]
     pool: Option<pool::Pool>,
     pub(crate) in_flight: VecDeque<Pending>,
@@ -74,7 +86,7 @@ impl Compressor {
         }
         let _ = threads;
         Ok(Self {
-            inline: Some(new_zstd()?),
+            inline: Some((new_zstd()?, Vec::new())),
             #[cfg(not(target_arch = "wasm32"))]
             pool: None,
             in_flight: VecDeque::new(),
@@ -90,7 +102,7 @@ impl Compressor {
             return;
         }
         let pending = match self.inline.as_mut() {
-            Some(z) => Pending::Ready(encode_block(z, kind, &raw)),
+            Some((z, scratch)) => Pending::Ready(encode_block_with(z, scratch, kind, &raw).map(|block| (block, raw))),
             None => Pending::Ready(Err(Error::Io(std::io::Error::other("no compressor")))),
         };
         self.in_flight.push_back(pending);
@@ -103,11 +115,11 @@ mod pool {
     use std::sync::{Arc, Mutex};
     use std::thread::JoinHandle;
 
-    use super::{encode_block, new_zstd, Pending};
+    use super::{encode_block_with, new_zstd, Encoded, Pending};
     use crate::bundle::BlockKind;
     use crate::error::{Error, Result};
 
-    type Job = (BlockKind, Vec<u8>, mpsc::SyncSender<Result<Vec<u8>>>);
+    type Job = (BlockKind, Vec<u8>, mpsc::SyncSender<Encoded>);
 
     pub(crate) struct Pool {
         jobs: Option<mpsc::Sender<Job>>,
@@ -122,13 +134,14 @@ mod pool {
             for _ in 0..threads {
                 let rx = Arc::clone(&rx);
                 let mut zstd = new_zstd()?;
+                let mut scratch = Vec::new();
                 let worker = std::thread::Builder::new().name("coffer-compress".into()).spawn(move || loop {
                     let job = match rx.lock() {
                         Ok(guard) => guard.recv(),
                         Err(_) => return,
                     };
                     let Ok((kind, raw, reply)) = job else { return };
-                    let _ = reply.send(encode_block(&mut zstd, kind, &raw));
+                    let _ = reply.send(encode_block_with(&mut zstd, &mut scratch, kind, &raw).map(|block| (block, raw)));
                 });
                 workers.push(worker.map_err(Error::Io)?);
             }

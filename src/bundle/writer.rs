@@ -85,7 +85,13 @@ pub struct BundleWriter<W: Write> {
     raw_bytes: u64,
     stored_bytes: u64,
     scratch: Vec<u8>,
+    /// Buffers of raw payloads the compressor gave back, for the next blocks.
+    spare: Vec<Vec<u8>>,
 }
+
+/// Raw payload buffers kept for reuse, and the largest capacity kept.
+const SPARE_BUFFERS: usize = 2;
+const SPARE_CAPACITY: usize = 4 * BLOCK_TARGET;
 
 impl<W: Write> BundleWriter<W> {
     /// Starts a bundle: writes the header and the schema block.
@@ -118,6 +124,7 @@ impl<W: Write> BundleWriter<W> {
             raw_bytes: 0,
             stored_bytes: 0,
             scratch: Vec::new(),
+            spare: Vec::new(),
         };
         let schema = canonical::to_vec(schema)?;
         check_record(schema.len(), "schema")?;
@@ -199,7 +206,7 @@ impl<W: Write> BundleWriter<W> {
         commit.validate()?;
         let generation = self.commit_generation(&commit.id, &commit.parents)?;
         let json = canonical::to_vec(&serde_json::to_value(commit).map_err(|e| Error::invalid(e.to_string()))?)?;
-        self.push_commit(&commit.id, generation, &json)
+        self.push_commit(&commit.id, generation, &[&json])
     }
 
     /// Adds a commit whose change set is given as canonical JSON text, as a
@@ -228,14 +235,14 @@ impl<W: Write> BundleWriter<W> {
         }
         let generation = self.commit_generation(commit.id, commit.parents)?;
         // The canonical record: keys in byte order (author, changes, id,
-        // message, parents, timestamp), no whitespace.
+        // message, parents, timestamp), no whitespace. What surrounds the
+        // change set is built here; the change set goes straight into the block.
         let mut json = std::mem::take(&mut self.scratch);
         json.clear();
-        json.reserve(commit.changes.len() + 256);
         json.extend_from_slice(b"{\"author\":");
         canonical::write_string(commit.author, &mut json);
         json.extend_from_slice(b",\"changes\":");
-        json.extend_from_slice(commit.changes);
+        let before = json.len();
         json.extend_from_slice(b",\"id\":");
         canonical::write_string(commit.id, &mut json);
         json.extend_from_slice(b",\"message\":");
@@ -250,7 +257,8 @@ impl<W: Write> BundleWriter<W> {
         json.extend_from_slice(b"],\"timestamp\":");
         json.extend_from_slice(commit.timestamp.to_string().as_bytes());
         json.push(b'}');
-        let result = self.push_commit(commit.id, generation, &json);
+        let (prefix, suffix) = json.split_at(before);
+        let result = self.push_commit(commit.id, generation, &[prefix, commit.changes, suffix]);
         self.scratch = json;
         result
     }
@@ -273,14 +281,19 @@ impl<W: Write> BundleWriter<W> {
         Ok(generation)
     }
 
-    /// Appends a commit record (checked by the caller) to the history.
-    fn push_commit(&mut self, id: &str, generation: u64, json: &[u8]) -> Result<()> {
-        check_record(json.len(), "commit")?;
+    /// Appends a commit record (checked by the caller), the concatenation
+    /// of `parts`, to the history.
+    fn push_commit(&mut self, id: &str, generation: u64, parts: &[&[u8]]) -> Result<()> {
+        let len = parts.iter().map(|p| p.len()).sum::<usize>();
+        check_record(len, "commit")?;
         if self.stage == Stage::Collections {
             self.enter_history()?;
         }
-        put_varint(&mut self.buf, json.len() as u64);
-        self.buf.extend_from_slice(json);
+        put_varint(&mut self.buf, len as u64);
+        self.buf.reserve(len);
+        for part in parts {
+            self.buf.extend_from_slice(part);
+        }
         self.generations.insert(id.to_string(), generation);
         self.last_commit = Some((generation, id.to_string()));
         self.commits += 1;
@@ -351,7 +364,8 @@ impl<W: Write> BundleWriter<W> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let raw = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK_TARGET + 64 * 1024));
+        let next = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(BLOCK_TARGET + 64 * 1024));
+        let raw = std::mem::replace(&mut self.buf, next);
         let owner = match (self.buf_kind, self.collections.len().checked_sub(1)) {
             (BlockKind::Documents, Some(index)) => Owner::Collection(index),
             _ if self.history_started => Owner::History,
@@ -386,7 +400,11 @@ impl<W: Write> BundleWriter<W> {
             let (Some(pending), Some(owner)) = (self.compressor.in_flight.pop_front(), self.owners.pop_front()) else {
                 break;
             };
-            let block = pending.wait()?;
+            let (block, mut raw) = pending.wait()?;
+            if self.spare.len() < SPARE_BUFFERS && (BLOCK_TARGET..=SPARE_CAPACITY).contains(&raw.capacity()) {
+                raw.clear();
+                self.spare.push(raw);
+            }
             match owner {
                 Owner::CollectionStart(index) => {
                     self.collections[index].offset = self.offset;
