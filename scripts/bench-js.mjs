@@ -14,6 +14,7 @@
 //
 //   node scripts/bench-js.mjs                 # needs pkg/ (scripts/build-wasm.sh)
 //   COFFER_BENCH_STREAM_GIB=1 node scripts/bench-js.mjs   # shorter stream
+//   COFFER_BENCH_ONLY=stream …                             # only the large stream (speed, peak memory)
 //   COFFER_BENCH_ROUNDS=5 …                                # more rounds (best of, and the median of per-round ratios)
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
@@ -197,6 +198,11 @@ function gzipSize(path) {
 async function main() {
   // The stream first, while the heap holds nothing else.
   const stream = await openLargeStream(STREAM);
+  if (process.env.COFFER_BENCH_ONLY === 'stream') {
+    const load = os.loadavg().map((x) => x.toFixed(1)).join(' ');
+    console.log(`openStream, ${STREAM / 1024 / MiB} GiB sealed on the fly by ${stream.by}: ${fmt(mbps(stream.bytes, stream.s))} MB/s, peak RSS +${fmt((stream.peak - stream.baseline) / MiB)} MiB above a ${fmt(stream.baseline / MiB)} MiB baseline (IN_FLIGHT ${IN_FLIGHT}; load ${load})`);
+    return;
+  }
   const alice = coffer.generateIdentity();
   const sealKey = { recipients: [alice.publicKey] };
   const openKey = { identity: alice.identity };
