@@ -66,13 +66,16 @@ let sliceTarget = null;
  * %TypedArray%.prototype.slice, which copies the ciphertext into a fresh
  * buffer for every segment (1 MiB: allocated, zeroed, its pages faulted in,
  * later swept by the GC, all on the main thread), then copies that once
- * more for the job it runs off the main thread, before `decrypt` returns. `slice` makes its result
- * with the input's own constructor (its species), so for an input of this
- * class the ciphertext is copied into `sliceTarget`, a scratch buffer of
- * the opener, instead: the same copy, no allocation. Node has taken its own
+ * more for the job it runs off the main thread, before `decrypt` returns.
+ * `slice` makes its result with the input's own constructor (its species),
+ * so for an input of this class the ciphertext is copied into
+ * `sliceTarget`, a scratch buffer of the opener, instead: the same copy, no
+ * allocation. Node has taken its own
  * copy by the time `decrypt` returns, so the scratch buffer is free again at
  * once (tests/js checks this: a scratch buffer overwritten right after the
- * call still decrypts). Only a length equal to the target's, once, takes
+ * call still decrypts). Were an implementation to read it later, the segment
+ * would fail its tag and be redone in wasm from the untouched ciphertext:
+ * slower, never wrong. Only a length equal to the target's, once, takes
  * it: the 16-byte tag (sliced first) and anything else get a plain new
  * Uint8Array. Engines that copy natively (browsers) only see a view.
  * Subclassing leaves V8's typed-array species protector intact.
