@@ -58,7 +58,7 @@ pub struct Config {
     pub max_upload: u64,
     /// Backup and restore jobs that run at once.
     pub backup_concurrency: usize,
-    /// Bytes per second one backup may write (0 = unlimited).
+    /// Bytes per second one backup may write, and one restore read (0 = unlimited).
     pub backup_rate_limit: u64,
     /// Compression/encryption threads per backup (0 = all cores).
     pub backup_threads: usize,

@@ -124,7 +124,20 @@ impl Backend {
 
     /// Deletes everything of a backup: complete files, manifest, temporaries.
     pub async fn remove(&self, backup: &str) -> ApiResult<()> {
-        for prefix in [Path::from(backup.to_string()), Path::from(format!("{TMP}/{backup}"))] {
+        self.remove_under(&[backup.to_string(), format!("{TMP}/{backup}")]).await
+    }
+
+    /// Deletes only a backup's temporaries (what a write cut short left
+    /// under `tmp/`); its complete files and manifest stay.
+    pub async fn remove_tmp(&self, backup: &str) -> ApiResult<()> {
+        self.remove_under(&[format!("{TMP}/{backup}")]).await
+    }
+
+    /// Deletes every object under each of `prefixes` (each a backup id, or
+    /// `tmp/` and one) and, on the filesystem, their directories.
+    async fn remove_under(&self, prefixes: &[String]) -> ApiResult<()> {
+        for prefix in prefixes {
+            let prefix = Path::from(prefix.as_str());
             let keys: Vec<Path> = self.store.list(Some(&prefix)).map_ok(|m| m.location).try_collect().await?;
             for key in keys {
                 match self.store.delete(&key).await {
@@ -136,8 +149,8 @@ impl Backend {
         if let Some(root) = &self.local_root {
             // Multipart staging files of an upload a crash cut short are not
             // listed by the store: sweep the directories themselves.
-            for dir in [root.join(TMP).join(backup), root.join(backup)] {
-                match std::fs::remove_dir_all(&dir) {
+            for prefix in prefixes {
+                match std::fs::remove_dir_all(root.join(prefix)) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(e.into()),

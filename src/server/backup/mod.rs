@@ -125,7 +125,7 @@ pub struct EngineMetrics {
 pub struct EngineConfig {
     /// Jobs that run at once.
     pub concurrency: usize,
-    /// Bytes per second a backup may write (0 = unlimited).
+    /// Bytes per second a backup may write, and a restore read (0 = unlimited).
     pub rate_limit: u64,
     /// Compression threads per backup (0 = all cores).
     pub threads: usize,
@@ -154,23 +154,22 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// Writes through to `inner`, hashing and counting the bytes, and keeping
-/// to a rate limit.
-struct Counting<W: Write> {
-    inner: W,
-    hasher: blake3::Hasher,
-    bytes: u64,
-    progress: Arc<LiveProgress>,
+/// Keeps a job's I/O to the engine's rate limit (bytes per second, 0 =
+/// unlimited) by sleeping once it is ahead of it.
+struct Pace {
     rate_limit: u64,
     started: Instant,
+    bytes: u64,
 }
 
-impl<W: Write> Write for Counting<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
+impl Pace {
+    fn new(rate_limit: u64) -> Self {
+        Self { rate_limit, started: Instant::now(), bytes: 0 }
+    }
+
+    /// Counts `n` more bytes and waits until they are due.
+    fn account(&mut self, n: usize) {
         self.bytes += n as u64;
-        self.progress.bytes_done.fetch_add(n as u64, Ordering::Relaxed);
         if self.rate_limit > 0 {
             let due = std::time::Duration::from_secs_f64(self.bytes as f64 / self.rate_limit as f64);
             let elapsed = self.started.elapsed();
@@ -178,10 +177,42 @@ impl<W: Write> Write for Counting<W> {
                 std::thread::sleep(due - elapsed);
             }
         }
+    }
+}
+
+/// Writes through to `inner`, hashing and counting the bytes, and keeping
+/// to the rate limit.
+struct Counting<W: Write> {
+    inner: W,
+    hasher: blake3::Hasher,
+    progress: Arc<LiveProgress>,
+    pace: Pace,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.progress.bytes_done.fetch_add(n as u64, Ordering::Relaxed);
+        self.pace.account(n);
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// Reads a backup file for a restore at the engine's rate limit.
+struct Paced<R: Read> {
+    inner: R,
+    pace: Pace,
+}
+
+impl<R: Read> Read for Paced<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pace.account(n);
+        Ok(n)
     }
 }
 
@@ -251,8 +282,10 @@ impl Engine {
                 let id = id.clone();
                 self.store.run(move |c| jobs::get_backup(c, &id)).await?
             };
+            // Only the temporaries: a complete backup keeps its files (the
+            // filesystem backend leaves an empty `tmp/<id>` behind a write).
             if rec.is_none_or(|r| r.status != jobs::RUNNING && r.status != jobs::SCHEDULED) {
-                self.backend.remove(&id).await?;
+                self.backend.remove_tmp(&id).await?;
             }
         }
         Ok(interrupted)
@@ -357,10 +390,8 @@ impl Engine {
                 let counting = Counting {
                     inner: SyncIoBridge::new_with_handle(writer, runtime),
                     hasher: blake3::Hasher::new(),
-                    bytes: 0,
                     progress: progress.clone(),
-                    rate_limit: config.rate_limit,
-                    started: Instant::now(),
+                    pace: Pace::new(config.rate_limit),
                 };
                 let (mut counting, stats) = if recipients.is_empty() {
                     write_database(&store, &org, &db, &filter, counting, &progress, config.threads)?
@@ -375,7 +406,7 @@ impl Engine {
                 Ok(BackupFile {
                     database: database_name,
                     object,
-                    size: counting.bytes,
+                    size: counting.pace.bytes,
                     sha: counting.hasher.finalize().to_hex().to_string(),
                     digest: stats.digest,
                     head: stats.head,
@@ -510,6 +541,7 @@ impl Engine {
         passphrase: Option<Zeroizing<String>>,
     ) -> Result<snapshot::RestoreCounts, (ApiError, u64)> {
         let input = self.blocking_reader(&backup.id, &file.object).await.map_err(|e| (e, 0))?;
+        let input = Paced { inner: input, pace: Pace::new(self.config.rate_limit) };
         let keys = if backup.encryption == "none" { Vec::new() } else { self.keys(passphrase).map_err(|e| (e, 0))? };
         let (org, db) = rec.target.split_once('/').ok_or_else(|| (ApiError::invalid("target must be org/db"), 0))?;
         let options = RestoreOptions {
