@@ -79,6 +79,18 @@ fn noise_docs(batch: usize) -> Vec<Value> {
         .collect()
 }
 
+/// Creates organization `acme` and database `acme/big` and inserts
+/// `batches` × 500 documents of [`noise_docs`] into its collection `docs`.
+async fn load_big(client: &reqwest::Client, server: &Server, batches: usize) {
+    let admin = |path: &str| client.post(format!("{}{path}", server.base)).basic_auth("admin", Some(ADMIN_PASSWORD));
+    assert_eq!(admin("/api/v1/orgs/acme").send().await.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(admin("/api/v1/databases/acme/big").send().await.unwrap().status(), StatusCode::CREATED);
+    for batch in 0..batches {
+        let resp = admin("/api/v1/databases/acme/big/collections/docs/documents").json(&noise_docs(batch)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+    }
+}
+
 /// Rows of the hidden databases restores stage into.
 fn staged_rows(dir: &std::path::Path) -> i64 {
     let conn = rusqlite::Connection::open_with_flags(dir.join("coffer.sqlite"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
@@ -99,15 +111,8 @@ async fn a_killed_backup_is_marked_interrupted_and_leaves_nothing() {
     let url = |s: &Server, p: &str| format!("{}{p}", s.base);
     let admin = |rb: reqwest::RequestBuilder| rb.basic_auth("admin", Some(ADMIN_PASSWORD));
 
-    let resp = admin(client.post(url(&server, "/api/v1/orgs/acme"))).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let resp = admin(client.post(url(&server, "/api/v1/databases/acme/big"))).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
     // ~3 MB of poorly compressible documents: at 200 kB/s the backup takes seconds.
-    for batch in 0..6 {
-        let resp = admin(client.post(url(&server, "/api/v1/databases/acme/big/collections/docs/documents"))).json(&noise_docs(batch)).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::CREATED);
-    }
+    load_big(&client, &server, 6).await;
     let resp = admin(client.post(url(&server, "/api/v1/backups")))
         .json(&json!({"id": "doomed", "databases": ["acme/big"], "encryption": "none"}))
         .send()
@@ -161,14 +166,7 @@ async fn a_killed_restore_is_marked_interrupted_and_leaves_nothing() {
 
     // A complete backup of ~12 MB of documents, made at full speed.
     let mut server = start(dir.path(), 0);
-    let resp = admin(client.post(url(&server, "/api/v1/orgs/acme"))).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let resp = admin(client.post(url(&server, "/api/v1/databases/acme/big"))).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    for batch in 0..24 {
-        let resp = admin(client.post(url(&server, "/api/v1/databases/acme/big/collections/docs/documents"))).json(&noise_docs(batch)).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::CREATED);
-    }
+    load_big(&client, &server, 24).await;
     let resp =
         admin(client.post(url(&server, "/api/v1/backups"))).json(&json!({"id": "full", "databases": ["acme/big"], "encryption": "none"})).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
