@@ -91,6 +91,19 @@ async fn load_big(client: &reqwest::Client, server: &Server, batches: usize) {
     }
 }
 
+/// Starts a restore of backup `full` into `acme/copy`; returns its id.
+async fn restore_full_to_copy(client: &reqwest::Client, server: &Server) -> String {
+    let resp = client
+        .post(format!("{}/api/v1/backups/full/restore", server.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .json(&json!({"target": "acme/copy"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string()
+}
+
 /// Rows of the hidden databases restores stage into.
 fn staged_rows(dir: &std::path::Path) -> i64 {
     let conn = rusqlite::Connection::open_with_flags(dir.join("coffer.sqlite"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
@@ -192,9 +205,7 @@ async fn a_killed_restore_is_marked_interrupted_and_leaves_nothing() {
     let resp = get(&server, "/api/v1/backups/full/content").await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.bytes().await.unwrap().len() as u64, size);
-    let resp = admin(client.post(url(&server, "/api/v1/backups/full/restore"))).json(&json!({"target": "acme/copy"})).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    let rid = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let rid = restore_full_to_copy(&client, &server).await;
     let deadline = Instant::now() + DEADLINE;
     loop {
         let rec: Value = get(&server, &format!("/api/v1/restores/{rid}")).await.unwrap().json().await.unwrap();
@@ -219,9 +230,7 @@ async fn a_killed_restore_is_marked_interrupted_and_leaves_nothing() {
     assert_eq!(get(&server, "/api/v1/databases/acme/copy").await.unwrap().status(), StatusCode::NOT_FOUND);
     let list: Value = get(&server, "/api/v1/databases/acme").await.unwrap().json().await.unwrap();
     assert!(!list.to_string().contains("copy"), "{list}");
-    let resp = admin(client.post(url(&server, "/api/v1/backups/full/restore"))).json(&json!({"target": "acme/copy"})).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    let rid = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let rid = restore_full_to_copy(&client, &server).await;
     let deadline = Instant::now() + DEADLINE;
     loop {
         let rec: Value = get(&server, &format!("/api/v1/restores/{rid}")).await.unwrap().json().await.unwrap();
