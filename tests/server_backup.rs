@@ -71,6 +71,10 @@ async fn full_cycle_backup_download_restore() {
     assert_eq!(rec["created_by"]["name"], "admin");
     assert_eq!(rec["progress"]["documents_done"], 301);
     assert_eq!(rec["progress"]["documents_total"], 301);
+    // Complete: nothing of it is left among the temporaries.
+    let backups = s.dir.path().join("backups");
+    assert!(backups.join("nightly-1").join("manifest.json").exists());
+    assert!(!backups.join("tmp").join("nightly-1").exists(), "the write's temporary directory is removed");
     let size = rec["size"].as_u64().unwrap();
     s.call(s.req(Method::POST, "/api/v1/backups").json(&json!({"id": "nightly-1", "databases": ["acme/shop"], "encryption": "none"})), StatusCode::CONFLICT)
         .await;

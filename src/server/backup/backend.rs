@@ -75,6 +75,12 @@ impl Backend {
     /// Moves a finished temporary file into place.
     pub async fn promote(&self, backup: &str, file: &str) -> ApiResult<()> {
         self.store.rename(&Self::tmp_key(backup, file), &Self::key(backup, file)).await?;
+        if let Some(root) = &self.local_root {
+            // The filesystem store leaves the emptied `tmp/<id>` directory
+            // behind; remove_dir fails (ignored) while other files of the
+            // backup are still being written there.
+            let _ = std::fs::remove_dir(root.join(TMP).join(backup));
+        }
         Ok(())
     }
 
