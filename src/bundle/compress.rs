@@ -112,56 +112,32 @@ impl Compressor {
 #[cfg(not(target_arch = "wasm32"))]
 mod pool {
     use std::sync::mpsc;
-    use std::sync::{Arc, Mutex};
-    use std::thread::JoinHandle;
 
     use super::{encode_block_with, new_zstd, Encoded, Pending};
+    use crate::bundle::workers::Workers;
     use crate::bundle::BlockKind;
     use crate::error::{Error, Result};
 
     type Job = (BlockKind, Vec<u8>, mpsc::SyncSender<Encoded>);
 
-    pub(crate) struct Pool {
-        jobs: Option<mpsc::Sender<Job>>,
-        workers: Vec<JoinHandle<()>>,
-    }
+    /// Compression workers, each with its zstd context and output buffer.
+    pub(crate) struct Pool(Workers<Job>);
 
     impl Pool {
         pub(crate) fn new(threads: usize) -> Result<Self> {
-            let (tx, rx) = mpsc::channel::<Job>();
-            let rx = Arc::new(Mutex::new(rx));
-            let mut workers = Vec::with_capacity(threads);
-            for _ in 0..threads {
-                let rx = Arc::clone(&rx);
-                let mut zstd = new_zstd()?;
-                let mut scratch = Vec::new();
-                let worker = std::thread::Builder::new().name("coffer-compress".into()).spawn(move || loop {
-                    let job = match rx.lock() {
-                        Ok(guard) => guard.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok((kind, raw, reply)) = job else { return };
-                    let _ = reply.send(encode_block_with(&mut zstd, &mut scratch, kind, &raw).map(|block| (block, raw)));
-                });
-                workers.push(worker.map_err(Error::Io)?);
-            }
-            Ok(Self { jobs: Some(tx), workers })
+            let state = || Ok((new_zstd()?, Vec::new()));
+            Workers::<Job>::new(threads, "coffer-compress", state, |(zstd, scratch), (kind, raw, reply)| {
+                let _ = reply.send(encode_block_with(zstd, scratch, kind, &raw).map(|block| (block, raw)));
+            })
+            .map(Self)
         }
 
         pub(crate) fn submit(&self, kind: BlockKind, raw: Vec<u8>) -> Pending {
             let (reply, rx) = mpsc::sync_channel(1);
-            match &self.jobs {
-                Some(jobs) if jobs.send((kind, raw, reply)).is_ok() => Pending::Waiting(rx),
-                _ => Pending::Ready(Err(Error::Io(std::io::Error::other("compression pool stopped")))),
-            }
-        }
-    }
-
-    impl Drop for Pool {
-        fn drop(&mut self) {
-            self.jobs.take();
-            for w in self.workers.drain(..) {
-                let _ = w.join();
+            if self.0.send((kind, raw, reply)) {
+                Pending::Waiting(rx)
+            } else {
+                Pending::Ready(Err(Error::Io(std::io::Error::other("compression pool stopped"))))
             }
         }
     }

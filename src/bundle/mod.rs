@@ -19,6 +19,8 @@
 
 mod compress;
 mod reader;
+#[cfg(not(target_arch = "wasm32"))]
+mod workers;
 mod writer;
 
 pub use reader::{read_collection, read_toc, BundleReader, DocumentRef, Item, ReadLimits};

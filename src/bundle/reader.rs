@@ -141,9 +141,6 @@ impl<R: Read> BundleReader<R> {
     }
 
     fn with_state(input: R, limits: ReadLimits, offset: u64, expect: Expect, fragment: Option<TocCollection>) -> Result<Self> {
-        let mut zstd = zstd::bulk::Decompressor::new().map_err(Error::Io)?;
-        // 2^27 = 128 MiB: above any window our writer uses for ≤ 64 MiB blocks.
-        zstd.window_log_max(27).map_err(Error::Io)?;
         Ok(Self {
             input,
             limits,
@@ -153,7 +150,7 @@ impl<R: Read> BundleReader<R> {
             block_kind: BlockKind::Documents,
             cursor: 0,
             stored: Vec::new(),
-            zstd,
+            zstd: new_decompressor()?,
             digest: blake3::Hasher::new(),
             bytes: blake3::Hasher::new(),
             collection_hasher: None,
@@ -403,14 +400,7 @@ impl<R: Read> BundleReader<R> {
         if self.ahead.running() {
             return self.load_ahead(start);
         }
-        let mut header = [0u8; BLOCK_HEADER_LEN];
-        let got = read_full(&mut self.input, &mut header)?;
-        if got == 0 && self.fragment.is_some() {
-            return Ok(None);
-        }
-        if got < BLOCK_HEADER_LEN {
-            return Err(Error::truncated(format!("bundle ends inside a block header at offset {start}")));
-        }
+        let Some(header) = self.read_block_header(start)? else { return Ok(None) };
         #[cfg(not(target_arch = "wasm32"))]
         if self.ahead.wants(header[0]) {
             // The first block of records: from here on blocks are read
@@ -447,6 +437,15 @@ impl<R: Read> BundleReader<R> {
     /// the clean end of a fragment, or the error the block gives.
     #[cfg(not(target_arch = "wasm32"))]
     fn read_next(&mut self, offset: u64) -> Result<Option<Stored>> {
+        match self.read_block_header(offset)? {
+            Some(header) => self.read_stored(&header, offset).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads the header of the block at `offset`; `None` at the clean end
+    /// of a collection fragment ([`read_collection`]).
+    fn read_block_header(&mut self, offset: u64) -> Result<Option<[u8; BLOCK_HEADER_LEN]>> {
         let mut header = [0u8; BLOCK_HEADER_LEN];
         let got = read_full(&mut self.input, &mut header)?;
         if got == 0 && self.fragment.is_some() {
@@ -455,7 +454,7 @@ impl<R: Read> BundleReader<R> {
         if got < BLOCK_HEADER_LEN {
             return Err(Error::truncated(format!("bundle ends inside a block header at offset {offset}")));
         }
-        self.read_stored(&header, offset).map(Some)
+        Ok(Some(header))
     }
 
     /// Reads the payload of the block whose header is `header` (at offset
@@ -573,6 +572,14 @@ struct Stored {
     /// Offset of the block in the bundle.
     start: u64,
     payload: Vec<u8>,
+}
+
+/// A zstd decompressor with the window limit of this format's blocks.
+fn new_decompressor() -> Result<zstd::bulk::Decompressor<'static>> {
+    let mut zstd = zstd::bulk::Decompressor::new().map_err(Error::Io)?;
+    // 2^27 = 128 MiB: above any window our writer uses for ≤ 64 MiB blocks.
+    zstd.window_log_max(27).map_err(Error::Io)?;
+    Ok(zstd)
 }
 
 /// Decodes a block's stored payload into `raw` (cleared first).
@@ -847,10 +854,9 @@ pub fn read_collection<R: Read + Seek>(mut input: R, name: &str) -> Result<Bundl
 mod ahead {
     use std::collections::VecDeque;
     use std::sync::mpsc;
-    use std::sync::{Arc, Mutex};
-    use std::thread::JoinHandle;
 
-    use super::{check_records, decode, Checked, Stored};
+    use super::{check_records, decode, new_decompressor, Checked, Stored};
+    use crate::bundle::workers::Workers;
     use crate::bundle::{BlockKind, BLOCK_HEADER_LEN};
     use crate::error::{Error, Result};
 
@@ -969,52 +975,28 @@ mod ahead {
         Error::Io(std::io::Error::other("a bundle decoding worker stopped"))
     }
 
-    struct Pool {
-        jobs: Option<mpsc::Sender<Job>>,
-        workers: Vec<JoinHandle<()>>,
-    }
+    /// Decoding workers, each with its zstd context.
+    struct Pool(Workers<Job>);
 
     impl Pool {
         fn new(threads: usize) -> Result<Self> {
-            let (tx, rx) = mpsc::channel::<Job>();
-            let rx = Arc::new(Mutex::new(rx));
-            let mut workers = Vec::with_capacity(threads);
-            for _ in 0..threads {
-                let rx = Arc::clone(&rx);
-                let mut zstd = zstd::bulk::Decompressor::new().map_err(Error::Io)?;
-                zstd.window_log_max(27).map_err(Error::Io)?;
-                let worker = std::thread::Builder::new().name("coffer-decode".into()).spawn(move || loop {
-                    let job = match rx.lock() {
-                        Ok(guard) => guard.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok((stored, keep_text, max_record, reply)) = job else { return };
-                    let mut raw = Vec::new();
-                    let decoded = decode(&mut zstd, &stored, &mut raw).map(|()| {
-                        let checked = check_records(stored.kind, &raw, max_record, keep_text);
-                        (raw, checked)
-                    });
-                    let _ = reply.send((stored, decoded));
+            Workers::<Job>::new(threads, "coffer-decode", new_decompressor, |zstd, (stored, keep_text, max_record, reply)| {
+                let mut raw = Vec::new();
+                let decoded = decode(zstd, &stored, &mut raw).map(|()| {
+                    let checked = check_records(stored.kind, &raw, max_record, keep_text);
+                    (raw, checked)
                 });
-                workers.push(worker.map_err(Error::Io)?);
-            }
-            Ok(Self { jobs: Some(tx), workers })
+                let _ = reply.send((stored, decoded));
+            })
+            .map(Self)
         }
 
         fn submit(&self, stored: Stored, keep_text: bool, max_record: usize) -> Result<mpsc::Receiver<Decoded>> {
             let (reply, rx) = mpsc::sync_channel(1);
-            match &self.jobs {
-                Some(jobs) if jobs.send((stored, keep_text, max_record, reply)).is_ok() => Ok(rx),
-                _ => Err(stopped()),
-            }
-        }
-    }
-
-    impl Drop for Pool {
-        fn drop(&mut self) {
-            self.jobs.take();
-            for w in self.workers.drain(..) {
-                let _ = w.join();
+            if self.0.send((stored, keep_text, max_record, reply)) {
+                Ok(rx)
+            } else {
+                Err(stopped())
             }
         }
     }
