@@ -78,11 +78,23 @@ pub struct Commit {
 }
 
 /// One change inside a commit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+///
+/// JSON form: `{"op":"put","collection","id","document"}`, `{"op":"delete",
+/// "collection","id"}`, `{"op":"configure","collection","config"}`,
+/// `{"op":"drop","collection"}`, `{"op":"schema","schema"}`, and
+/// [`Change::PutSnapshot`] as a put without `document`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "RawChange")]
 pub enum Change {
     /// Insert or replace a document.
     Put { collection: String, id: String, document: Value },
+    /// A put of the document the snapshot holds for this collection and id
+    /// (byte for byte): how a version-2 bundle (FORMAT.md §3.2) and the
+    /// directory form write a put of a document the snapshot still has, so
+    /// the document is stored once. Its JSON form is a put with no
+    /// `document` member. Only meaningful next to a snapshot's documents:
+    /// the server's store and the JSON API never hold it.
+    PutSnapshot { collection: String, id: String },
     /// Remove a document.
     Delete { collection: String, id: String },
     /// Create a collection or replace its configuration.
@@ -91,6 +103,99 @@ pub enum Change {
     Drop { collection: String },
     /// Replace the schema.
     Schema { schema: Value },
+}
+
+impl Change {
+    /// The collection the change is about (None for a schema change).
+    pub fn collection(&self) -> Option<&str> {
+        match self {
+            Change::Put { collection, .. }
+            | Change::PutSnapshot { collection, .. }
+            | Change::Delete { collection, .. }
+            | Change::Configure { collection, .. }
+            | Change::Drop { collection } => Some(collection),
+            Change::Schema { .. } => None,
+        }
+    }
+}
+
+impl Serialize for Change {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let (op, fields) = match self {
+            Change::Put { .. } => ("put", 4),
+            Change::PutSnapshot { .. } => ("put", 3),
+            Change::Delete { .. } => ("delete", 3),
+            Change::Configure { .. } => ("configure", 3),
+            Change::Drop { .. } => ("drop", 2),
+            Change::Schema { .. } => ("schema", 2),
+        };
+        let mut s = serializer.serialize_struct("Change", fields)?;
+        s.serialize_field("op", op)?;
+        match self {
+            Change::Put { collection, id, document } => {
+                s.serialize_field("collection", collection)?;
+                s.serialize_field("id", id)?;
+                s.serialize_field("document", document)?;
+            }
+            Change::PutSnapshot { collection, id } | Change::Delete { collection, id } => {
+                s.serialize_field("collection", collection)?;
+                s.serialize_field("id", id)?;
+            }
+            Change::Configure { collection, config } => {
+                s.serialize_field("collection", collection)?;
+                s.serialize_field("config", config)?;
+            }
+            Change::Drop { collection } => s.serialize_field("collection", collection)?,
+            Change::Schema { schema } => s.serialize_field("schema", schema)?,
+        }
+        s.end()
+    }
+}
+
+/// The JSON form of [`Change`] as serde reads it: a put's `document` may be
+/// missing (a [`Change::PutSnapshot`]) or `null` (a put of `null`).
+#[derive(Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+enum RawChange {
+    Put {
+        collection: String,
+        id: String,
+        #[serde(default, deserialize_with = "present")]
+        document: Option<Value>,
+    },
+    Delete {
+        collection: String,
+        id: String,
+    },
+    Configure {
+        collection: String,
+        config: Map<String, Value>,
+    },
+    Drop {
+        collection: String,
+    },
+    Schema {
+        schema: Value,
+    },
+}
+
+/// `Some` for a member that is present, even when it is `null`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+impl From<RawChange> for Change {
+    fn from(raw: RawChange) -> Self {
+        match raw {
+            RawChange::Put { collection, id, document: Some(document) } => Change::Put { collection, id, document },
+            RawChange::Put { collection, id, document: None } => Change::PutSnapshot { collection, id },
+            RawChange::Delete { collection, id } => Change::Delete { collection, id },
+            RawChange::Configure { collection, config } => Change::Configure { collection, config },
+            RawChange::Drop { collection } => Change::Drop { collection },
+            RawChange::Schema { schema } => Change::Schema { schema },
+        }
+    }
 }
 
 /// Checks a collection name: 1..=128 bytes of `[A-Za-z0-9_.-]`, not starting
@@ -167,7 +272,7 @@ impl Commit {
         }
         for change in &self.changes {
             match change {
-                Change::Put { collection, id, .. } | Change::Delete { collection, id } => {
+                Change::Put { collection, id, .. } | Change::PutSnapshot { collection, id } | Change::Delete { collection, id } => {
                     validate_collection_name(collection)?;
                     validate_id("document", id)?;
                 }
@@ -263,6 +368,25 @@ mod tests {
             message: String::new(),
             timestamp: 0,
             changes: vec![],
+        }
+    }
+
+    #[test]
+    fn a_put_without_document_is_a_put_of_the_snapshots_document() {
+        let by_ref: Change = serde_json::from_str(r#"{"op":"put","collection":"c","id":"x"}"#).unwrap();
+        assert_eq!(by_ref, Change::PutSnapshot { collection: "c".into(), id: "x".into() });
+        let null: Change = serde_json::from_str(r#"{"op":"put","collection":"c","id":"x","document":null}"#).unwrap();
+        assert_eq!(null, Change::Put { collection: "c".into(), id: "x".into(), document: Value::Null });
+        for change in [by_ref, null, Change::Drop { collection: "c".into() }, Change::Schema { schema: serde_json::json!({"v": 1}) }] {
+            let text = serde_json::to_string(&change).unwrap();
+            assert_eq!(serde_json::from_str::<Change>(&text).unwrap(), change, "{text}");
+        }
+        assert_eq!(
+            serde_json::to_string(&Change::PutSnapshot { collection: "c".into(), id: "x".into() }).unwrap(),
+            r#"{"op":"put","collection":"c","id":"x"}"#
+        );
+        for bad in [r#"{"op":"put","collection":"c","id":"x","doc":1}"#, r#"{"op":"put","collection":"c"}"#, r#"{"op":"move","collection":"c"}"#] {
+            assert!(serde_json::from_str::<Change>(bad).is_err(), "{bad}");
         }
     }
 

@@ -32,16 +32,7 @@ pub struct Stats {
 
 /// Keeps the changes a filter covers (schema changes always).
 fn filter_changes(changes: &[Change], filter: &Filter) -> Vec<Change> {
-    changes
-        .iter()
-        .filter(|c| match c {
-            Change::Put { collection, .. } | Change::Delete { collection, .. } | Change::Configure { collection, .. } | Change::Drop { collection } => {
-                filter.covers(collection)
-            }
-            Change::Schema { .. } => true,
-        })
-        .cloned()
-        .collect()
+    changes.iter().filter(|c| c.collection().is_none_or(|name| filter.covers(name))).cloned().collect()
 }
 
 /// Writes database `org/db` as a bundle to `out`: the state of `main`, the

@@ -255,6 +255,7 @@ pub fn apply_change(tx: &Connection, db: i64, branch: &str, change: &Change) -> 
             tx.prepare_cached("INSERT OR REPLACE INTO documents (db, branch, collection, id, body) VALUES (?1, ?2, ?3, ?4, ?5)")?
                 .execute(params![db, branch, collection, id, body])?;
         }
+        Change::PutSnapshot { .. } => return Err(ApiError::internal("a put by reference to a snapshot's document reached the store")),
         Change::Delete { collection, id } => {
             tx.prepare_cached("DELETE FROM documents WHERE db = ?1 AND branch = ?2 AND collection = ?3 AND id = ?4")?
                 .execute(params![db, branch, collection, id])?;
@@ -338,6 +339,13 @@ pub fn encode_changes(changes: &[Change]) -> ApiResult<(Vec<u8>, bool)> {
                 write_string(collection, &mut out);
                 out.extend_from_slice(b",\"document\":");
                 value(document, &mut out)?;
+                out.extend_from_slice(b",\"id\":");
+                write_string(id, &mut out);
+                out.extend_from_slice(b",\"op\":\"put\"}");
+            }
+            Change::PutSnapshot { collection, id } => {
+                out.extend_from_slice(b"{\"collection\":");
+                write_string(collection, &mut out);
                 out.extend_from_slice(b",\"id\":");
                 write_string(id, &mut out);
                 out.extend_from_slice(b",\"op\":\"put\"}");
