@@ -439,3 +439,107 @@ async fn a_restore_failing_at_the_end_leaves_no_trace() {
     assert_eq!(staged_rows(&s), 0);
     s.stop().await;
 }
+
+/// A pseudo-random hex pad (compresses about 2:1, as real documents do at best).
+fn pad(seed: u64, len: usize) -> String {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            char::from_digit(((x >> 33) & 15) as u32, 16).unwrap()
+        })
+        .collect()
+}
+
+/// The canonical JSON text of a document.
+fn canonical(doc: &Value) -> String {
+    String::from_utf8(coffer::canonical::to_vec(doc).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_holds_each_document_once_and_restores_the_same_history() {
+    use coffer::bundle::Item;
+    use coffer::snapshot::Change;
+    let s = TestServer::start().await;
+    create_db(&s, "acme", "hist").await;
+    let doc = |id: &str, n: u64| json!({"id": id, "n": n, "pad": pad(n * 1000 + id.as_bytes()[0] as u64, 3000)});
+    let first: Vec<Value> = ('a'..='j').map(|c| doc(&c.to_string(), 1)).collect();
+    let second: Vec<Value> = ('k'..='t').map(|c| doc(&c.to_string(), 1)).collect();
+    insert(&s, "acme", "hist", "items", Value::Array(first.clone())).await;
+    insert(&s, "acme", "hist", "items", Value::Array(second.clone())).await;
+    let put = |id: &str, body: &Value, branch: &str| {
+        s.req(Method::PUT, &format!("/api/v1/databases/acme/hist/collections/items/documents/{id}?branch={branch}")).json(body)
+    };
+    s.call(put("a", &doc("a", 2), "main"), StatusCode::OK).await; // updated: the first put of a is history
+    s.call(s.req(Method::DELETE, "/api/v1/databases/acme/hist/collections/items/documents/b"), StatusCode::OK).await;
+    s.call(put("c", &first[2], "main"), StatusCode::OK).await; // the same bytes again
+    s.call(s.req(Method::POST, "/api/v1/databases/acme/hist/branches/dev"), StatusCode::CREATED).await;
+    s.call(put("d", &doc("d", 3), "dev"), StatusCode::OK).await; // another d on dev only
+    s.call(put("u", &doc("u", 1), "dev"), StatusCode::OK).await; // not on main at all
+
+    backup(&s, json!({"id": "h", "databases": ["acme/hist"], "encryption": "none"})).await;
+    let bytes = content(&s, "h").await;
+    let mut reader = BundleReader::new(&bytes[..], ReadLimits::default()).unwrap();
+    reader.keep_changes_text(true);
+    let mut main: BTreeMap<String, String> = BTreeMap::new();
+    let (mut inline, mut omitted, mut change_bytes) = (Vec::new(), Vec::new(), 0);
+    while let Some(item) = reader.next_item().unwrap() {
+        match item {
+            Item::Document(d) => {
+                main.insert(d.id.clone(), String::from_utf8(d.json.clone()).unwrap());
+            }
+            Item::Commit(c) => {
+                change_bytes += reader.take_changes_text().map_or(0, |t| t.len());
+                for change in &c.changes {
+                    match change {
+                        Change::Put { id, document, .. } => {
+                            assert_ne!(main.get(id), Some(&canonical(document)), "a put of main's very bytes keeps no document ({id})");
+                            inline.push(id.clone());
+                        }
+                        Change::PutSnapshot { id, .. } => {
+                            assert!(main.contains_key(id), "a put without document has main's document ({id})");
+                            omitted.push(id.clone());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    inline.sort();
+    omitted.sort();
+    // a (first version), b (deleted), d and u (dev) keep their documents;
+    // every put of main's current bytes — c twice, a's update — has none.
+    assert_eq!(inline, ["a", "b", "d", "u"]);
+    let mut expected: Vec<String> = ('a'..='t').filter(|&c| c != 'b').map(String::from).collect();
+    expected.extend(["c".to_string()]);
+    expected.sort();
+    assert_eq!(omitted, expected);
+    // The documents once: the bundle is about the size of the bodies compressed once, not twice.
+    let bodies: usize = main.values().map(String::len).sum();
+    assert!(change_bytes < bodies / 3, "change sets {change_bytes} bytes, documents {bodies}");
+    assert!(bytes.len() < bodies * 3 / 4, "bundle {} bytes, documents {bodies}", bytes.len());
+
+    // A restore gives back the documents, the branches and the history: a
+    // backup of the copy is the same bundle.
+    let r = s.call(s.req(Method::POST, "/api/v1/backups/h/restore").json(&json!({"target": "acme/copy"})), StatusCode::ACCEPTED).await;
+    let r = s.wait(&format!("/api/v1/restores/{}", r["id"].as_str().unwrap())).await;
+    assert_eq!(r["status"], "done", "{r}");
+    for branch in ["main", "dev"] {
+        let docs = |db: &'static str| {
+            s.call(s.req(Method::GET, &format!("/api/v1/databases/acme/{db}/collections/items/documents?branch={branch}&limit=1000")), StatusCode::OK)
+        };
+        assert_eq!(docs("copy").await, docs("hist").await, "{branch}");
+    }
+    assert_eq!(commit_ids(&s, "acme/copy").await, commit_ids(&s, "acme/hist").await);
+    backup(&s, json!({"id": "h2", "databases": ["acme/copy"], "encryption": "none"})).await;
+    assert_eq!(content(&s, "h2").await, bytes, "the copy's bundle is the original's");
+    // And a branch from an old commit replays the stored versions.
+    let commits = commit_ids(&s, "acme/copy").await;
+    let oldest = commits.last().unwrap();
+    s.call(s.req(Method::POST, "/api/v1/databases/acme/copy/branches/old").json(&json!({"from": oldest})), StatusCode::CREATED).await;
+    let old = s.call(s.req(Method::GET, "/api/v1/databases/acme/copy/collections/items/documents?branch=old&limit=1000"), StatusCode::OK).await;
+    let old_docs: Vec<Value> = old["documents"].as_array().unwrap().clone();
+    assert_eq!(old_docs, first);
+}

@@ -66,10 +66,11 @@ fn snapshot_database<W: Write>(
         let tx = conn.transaction()?;
         let id = data::db_id(&tx, org, db)?;
         let head = data::branch_head(&tx, id, MAIN)?;
-        let (docs, bytes): (i64, i64) =
-            tx.query_row("SELECT COUNT(*), COALESCE(SUM(octet_length(body)), 0) FROM documents WHERE db = ?1 AND branch = ?2", params![id, MAIN], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
+        let (docs, bytes): (i64, i64) = tx.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(octet_length(v.body)), 0) FROM documents d JOIN versions v ON v.vid = d.vid WHERE d.db = ?1 AND d.branch = ?2",
+            params![id, MAIN],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         progress.documents_total.fetch_add(docs as u64, Ordering::Relaxed);
         progress.bytes_total.fetch_add(bytes as u64, Ordering::Relaxed);
         let schema = data::branch_schema(&tx, id, MAIN)?;
@@ -78,7 +79,9 @@ fn snapshot_database<W: Write>(
         let mut documents = 0u64;
         let mut names = Vec::new();
         {
-            let mut stmt = tx.prepare("SELECT id, body FROM documents WHERE db = ?1 AND branch = ?2 AND collection = ?3 ORDER BY id")?;
+            let mut stmt = tx.prepare(
+                "SELECT d.id, v.body FROM documents d JOIN versions v ON v.vid = d.vid WHERE d.db = ?1 AND d.branch = ?2 AND d.collection = ?3 ORDER BY d.id",
+            )?;
             for (name, config, _) in &collections {
                 if !filter.covers(name) {
                     continue;
@@ -114,28 +117,62 @@ fn snapshot_database<W: Write>(
         let order = history.canonical_order()?;
         {
             let mut stmt = tx.prepare("SELECT author, message, timestamp, changes, canonical FROM commits WHERE db = ?1 AND id = ?2")?;
+            let mut main_doc = tx.prepare("SELECT vid FROM documents WHERE db = ?1 AND branch = ?2 AND collection = ?3 AND id = ?4")?;
+            let mut body_of = tx.prepare("SELECT body FROM versions WHERE vid = ?1")?;
+            let mut main_vid = |collection: &str, doc: &str| -> ApiResult<Option<i64>> {
+                Ok(main_doc.query_row(params![id, MAIN, collection, doc], |r| r.get(0)).optional()?)
+            };
+            let mut text_out = Vec::new();
             for skeleton in &order {
                 let mut rows = stmt.query(params![id, skeleton.id])?;
                 let row = rows.next()?.ok_or_else(|| ApiError::internal(format!("commit {:?} vanished during the backup", skeleton.id)))?;
                 let text = |i: usize| row.get_ref(i)?.as_str().map_err(|_| ApiError::internal("stored commit field is not text"));
                 let (author, message, timestamp, changes, canonical) = (text(0)?, text(1)?, row.get::<_, i64>(2)?, text(3)?, row.get::<_, bool>(4)?);
-                if canonical && !filtering {
-                    // The change set is stored canonical (insert_commit): copied, not re-encoded.
+                let copied = canonical
+                    && canonical_changes(
+                        changes.as_bytes(),
+                        filter,
+                        &mut main_vid,
+                        &mut |vid| Ok(body_of.query_row([vid], |r| r.get::<_, String>(0))?),
+                        &mut text_out,
+                    )?;
+                if copied {
+                    // Built from the stored text: other changes copied, puts resolved.
                     writer.add_canonical_commit(&CanonicalCommit {
                         id: &skeleton.id,
                         parents: &skeleton.parents,
                         author,
                         message,
                         timestamp,
-                        changes: changes.as_bytes(),
+                        changes: &text_out,
                     })?;
                 } else {
-                    let changes: Vec<Change> = serde_json::from_str(changes).map_err(|_| ApiError::internal("stored changes are not JSON"))?;
+                    // Rows that are not copyable: parsed and encoded (the writer reports what it refuses).
+                    let changes = data::load_changes(&tx, changes.as_bytes())?;
                     let mut commit = (*skeleton).clone();
                     commit.author = author.to_string();
                     commit.message = message.to_string();
                     commit.timestamp = timestamp;
-                    commit.changes = if filtering { filter_changes(&changes, filter) } else { changes };
+                    let changes = if filtering { filter_changes(&changes, filter) } else { changes };
+                    let mut out = Vec::with_capacity(changes.len());
+                    for change in changes {
+                        out.push(match change {
+                            Change::Put { collection, id: doc, document } => {
+                                let bytes = crate::canonical::to_vec(&document)?;
+                                let same = match main_vid(&collection, &doc)? {
+                                    Some(vid) => body_of.query_row([vid], |r| Ok(r.get_ref(0)?.as_bytes()? == bytes.as_slice()))?,
+                                    None => false,
+                                };
+                                if same {
+                                    Change::PutSnapshot { collection, id: doc }
+                                } else {
+                                    Change::Put { collection, id: doc, document }
+                                }
+                            }
+                            other => other,
+                        });
+                    }
+                    commit.changes = out;
                     writer.add_commit(&commit)?;
                 }
             }
@@ -144,6 +181,106 @@ fn snapshot_database<W: Write>(
         tx.commit()?;
         Ok((out, Stats { digest: summary.toc.digest, head, documents, commits: order.len() as u64, collections: names }))
     }
+}
+
+/// The canonical change set a bundle holds for a stored one (`stored`, the
+/// store's form, see `data::encode_stored_changes`), into `out`: changes the
+/// filter leaves out are left out, other changes are copied as they are
+/// stored (canonical JSON), and a put is written without its document
+/// exactly when `main` — the bundle's documents — holds that document with
+/// the same bytes (the bundle format's rule): when `main`'s document is the
+/// put's very version, no body is read at all. False (and `out` unusable)
+/// when an inline document nests too deeply for a commit record.
+fn canonical_changes(
+    stored: &[u8],
+    filter: &Filter,
+    main_vid: &mut impl FnMut(&str, &str) -> ApiResult<Option<i64>>,
+    body: &mut impl FnMut(i64) -> ApiResult<String>,
+    out: &mut Vec<u8>,
+) -> ApiResult<bool> {
+    use crate::canonical::write_string;
+    let filtering = filter.include.is_some() || filter.exclude.is_some();
+    out.clear();
+    out.push(b'[');
+    for element in data::stored_elements(stored)? {
+        let start = out.len();
+        if start > 1 {
+            out.push(b',');
+        }
+        match data::stored_put(element)? {
+            Some(put) => {
+                if filtering && !filter.covers(&put.collection) {
+                    out.truncate(start);
+                    continue;
+                }
+                out.extend_from_slice(b"{\"collection\":");
+                write_string(&put.collection, out);
+                let main = main_vid(&put.collection, &put.id)?;
+                if main != Some(put.v) {
+                    let own = body(put.v)?;
+                    let same = match main {
+                        Some(m) => m != put.v && body(m)? == own,
+                        None => false,
+                    };
+                    if !same {
+                        if text_nesting(own.as_bytes()) > MAX_INLINE_NESTING {
+                            return Ok(false);
+                        }
+                        out.extend_from_slice(b",\"document\":");
+                        out.extend_from_slice(own.as_bytes());
+                    }
+                }
+                out.extend_from_slice(b",\"id\":");
+                write_string(&put.id, out);
+                out.extend_from_slice(b",\"op\":\"put\"}");
+            }
+            None => {
+                if filtering {
+                    #[derive(serde::Deserialize)]
+                    struct Probe {
+                        collection: Option<String>,
+                    }
+                    let probe: Probe = serde_json::from_slice(element).map_err(|_| ApiError::internal("stored changes are not JSON"))?;
+                    if probe.collection.is_some_and(|c| !filter.covers(&c)) {
+                        out.truncate(start);
+                        continue;
+                    }
+                }
+                out.extend_from_slice(element);
+            }
+        }
+    }
+    out.push(b']');
+    Ok(true)
+}
+
+/// Deepest nesting of an inline document in a commit record, as `data::encode_changes` checks.
+const MAX_INLINE_NESTING: usize = data::MAX_CHANGE_VALUE_NESTING;
+
+/// Container nesting of a JSON text (0 for a scalar), from its bytes.
+fn text_nesting(text: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in text {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Where and how to restore.
@@ -196,10 +333,8 @@ pub fn restore_bundle<R: Read>(store: &Store, reader: BundleReader<R>, options: 
             .spawn_scoped(scope, move || apply_items(store, receiver, options, seen))
             .map_err(|e| ApiError::internal(format!("cannot start the restore writer: {e}")))?;
         let mut reader = reader;
-        // Change sets are stored as the canonical text the bundle holds
-        // (unless a filter edits them): copied, not encoded again.
-        let filtering = options.filter.include.is_some() || options.filter.exclude.is_some();
-        reader.keep_changes_text(!filtering);
+        // Change sets are stored in the store's form (puts refer to versions), from the parsed changes.
+        reader.keep_changes_text(false);
         let read = (|| -> ApiResult<()> {
             // Items go over in batches: one hand-over per batch, not per document.
             let mut batch = Vec::new();
@@ -210,8 +345,7 @@ pub fn restore_bundle<R: Read>(store: &Store, reader: BundleReader<R>, options: 
                     Item::Commit(commit) => commit.changes.len() * CHANGE_WEIGHT,
                     _ => 0,
                 };
-                let text = if matches!(item, Item::Commit(_)) { reader.take_changes_text() } else { None };
-                batch.push((item, text));
+                batch.push(item);
                 if weight >= RESTORE_BATCH {
                     if sender.send(Msg::Items(std::mem::take(&mut batch))).is_err() {
                         return Ok(()); // the writer stopped: it reports why
@@ -242,8 +376,8 @@ const RESTORE_BATCH: usize = 4 << 20;
 const CHANGE_WEIGHT: usize = 1024;
 
 enum Msg {
-    /// Items, each commit with the canonical text of its change set when kept.
-    Items(Vec<(Item, Option<Vec<u8>>)>),
+    /// Items.
+    Items(Vec<Item>),
     /// The bundle ended and verified.
     End,
     /// The bundle failed to read or verify.
@@ -296,8 +430,9 @@ fn stage(store: &Store, staging: i64, items: std::sync::mpsc::Receiver<Msg>, opt
             Msg::Failed(e) => return Err(e),
         };
         store.write(|tx| {
-            let mut insert = tx.prepare_cached("INSERT INTO documents (db, branch, collection, id, body) VALUES (?1, ?2, ?3, ?4, ?5)")?;
-            for (item, changes_text) in batch {
+            let mut insert = tx.prepare_cached("INSERT INTO documents (db, branch, collection, id, vid) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+            let mut staged_vid = tx.prepare_cached("SELECT vid FROM documents WHERE db = ?1 AND branch = ?2 AND collection = ?3 AND id = ?4")?;
+            for item in batch {
                 match item {
                     Item::Schema(s) => staged.schema = s,
                     Item::Collection { name, config } => {
@@ -319,22 +454,41 @@ fn stage(store: &Store, staging: i64, items: std::sync::mpsc::Receiver<Msg>, opt
                             // Stored as is: the store keeps canonical bodies, and the
                             // reader refuses a document that is not canonical JSON.
                             let body = std::str::from_utf8(&doc.json).map_err(|_| ApiError::new("CORRUPT", "document is not UTF-8"))?;
-                            insert.execute(params![staging, MAIN, collection, doc.id, body])?;
+                            let vid = data::insert_version(tx, staging, body)?;
+                            insert.execute(params![staging, MAIN, collection, doc.id, vid])?;
                             staged.counts.records += 1;
                         }
                     }
                     Item::Commit(c) => {
                         let mut c = *c;
                         if !existing.contains(&c.id) {
-                            match changes_text {
-                                Some(text) if !filtering => data::insert_commit_canonical(tx, staging, &c, &text)?,
-                                _ => {
-                                    if filtering {
-                                        c.changes = filter_changes(&c.changes, &options.filter);
-                                    }
-                                    data::insert_commit(tx, staging, &c)?;
-                                }
+                            if filtering {
+                                c.changes = filter_changes(&c.changes, &options.filter);
                             }
+                            // An inline put gets a version of its own; a put without
+                            // document is the bundle's (staged) document of that id.
+                            let mut vids = Vec::with_capacity(c.changes.len());
+                            for change in &c.changes {
+                                vids.push(match change {
+                                    Change::Put { document, .. } => {
+                                        let body = String::from_utf8(crate::canonical::to_vec(document)?)
+                                            .map_err(|_| ApiError::internal("canonical JSON is not UTF-8"))?;
+                                        Some((data::insert_version(tx, staging, &body)?, body.len()))
+                                    }
+                                    Change::PutSnapshot { collection, id } => {
+                                        let vid: Option<i64> = staged_vid.query_row(params![staging, MAIN, collection, id], |r| r.get(0)).optional()?;
+                                        let vid = vid.ok_or_else(|| {
+                                            ApiError::new(
+                                                "CORRUPT",
+                                                format!("commit {} puts {collection}/{id} without document, and the bundle has no such document", c.id),
+                                            )
+                                        })?;
+                                        Some((vid, 0))
+                                    }
+                                    _ => None,
+                                });
+                            }
+                            data::insert_commit(tx, staging, &c, &vids)?;
                             staged.counts.commits += 1;
                         }
                     }
@@ -381,6 +535,7 @@ fn publish(tx: &rusqlite::Transaction<'_>, staging: i64, staged: Staged, options
             let (label, comment, created_at) = match target {
                 Some((old, label, comment, created_at)) => {
                     tx.execute("DELETE FROM documents WHERE db = ?1", [old])?;
+                    tx.execute("DELETE FROM versions WHERE db = ?1", [old])?;
                     tx.execute("DELETE FROM databases WHERE id = ?1", [old])?;
                     (label, comment, created_at)
                 }
@@ -410,6 +565,7 @@ fn publish(tx: &rusqlite::Transaction<'_>, staging: i64, staged: Staged, options
                 configure.push(change);
             }
             tx.execute("UPDATE documents SET db = ?1 WHERE db = ?2", params![db, staging])?;
+            tx.execute("UPDATE versions SET db = ?1 WHERE db = ?2", params![db, staging])?;
             tx.execute("UPDATE commits SET db = ?1 WHERE db = ?2 AND id NOT IN (SELECT id FROM commits WHERE db = ?1)", params![db, staging])?;
             tx.execute("DELETE FROM databases WHERE id = ?1", [staging])?;
             if options.overwrite && !schema.is_null() {
@@ -424,7 +580,7 @@ fn publish(tx: &rusqlite::Transaction<'_>, staging: i64, staged: Staged, options
                 timestamp: crate::server::store::now_ms(),
                 changes: configure,
             };
-            data::insert_commit(tx, db, &commit)?;
+            data::insert_commit(tx, db, &commit, &[])?;
             tx.execute("UPDATE branches SET head = ?3 WHERE db = ?1 AND name = ?2", params![db, MAIN, commit.id])?;
             counts.commits += 1;
             db
@@ -452,7 +608,11 @@ const DROP_COMMITS: usize = 64;
 /// free between them).
 pub fn drop_staging(store: &Store, staging: i64) -> ApiResult<()> {
     for (sql, limit) in [
-        ("DELETE FROM documents WHERE rowid IN (SELECT rowid FROM documents WHERE db = ?1 LIMIT ?2)", DROP_DOCUMENTS),
+        (
+            "DELETE FROM documents WHERE db = ?1 AND (branch, collection, id) IN (SELECT branch, collection, id FROM documents WHERE db = ?1 LIMIT ?2)",
+            DROP_DOCUMENTS,
+        ),
+        ("DELETE FROM versions WHERE vid IN (SELECT vid FROM versions WHERE db = ?1 LIMIT ?2)", DROP_DOCUMENTS),
         ("DELETE FROM commits WHERE seq IN (SELECT seq FROM commits WHERE db = ?1 LIMIT ?2)", DROP_COMMITS),
     ] {
         while store.write(|tx| Ok(tx.prepare_cached(sql)?.execute(params![staging, limit as i64])?))? > 0 {}

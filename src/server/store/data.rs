@@ -90,6 +90,7 @@ pub fn create_database(tx: &Transaction<'_>, org: &str, name: &str, label: &str,
 pub fn delete_database(tx: &Transaction<'_>, org: &str, name: &str) -> ApiResult<()> {
     let id = db_id(tx, org, name)?;
     tx.execute("DELETE FROM documents WHERE db = ?1", [id])?;
+    tx.execute("DELETE FROM versions WHERE db = ?1", [id])?;
     tx.execute("DELETE FROM databases WHERE id = ?1", [id])?;
     Ok(())
 }
@@ -176,9 +177,11 @@ pub fn get_document(conn: &Connection, db: i64, branch: &str, collection: &str, 
     if !collection_exists(conn, db, branch, collection)? {
         return Err(ApiError::not_found(format!("collection {collection:?} not found")));
     }
-    conn.query_row("SELECT body FROM documents WHERE db = ?1 AND branch = ?2 AND collection = ?3 AND id = ?4", params![db, branch, collection, id], |r| {
-        r.get(0)
-    })
+    conn.query_row(
+        "SELECT v.body FROM documents d JOIN versions v ON v.vid = d.vid WHERE d.db = ?1 AND d.branch = ?2 AND d.collection = ?3 AND d.id = ?4",
+        params![db, branch, collection, id],
+        |r| r.get(0),
+    )
     .optional()?
     .ok_or_else(|| ApiError::not_found(format!("document {id:?} not found")))
 }
@@ -189,7 +192,7 @@ pub fn list_documents(conn: &Connection, db: i64, branch: &str, collection: &str
     if !collection_exists(conn, db, branch, collection)? {
         return Err(ApiError::not_found(format!("collection {collection:?} not found")));
     }
-    let mut stmt = conn.prepare_cached("SELECT id, body FROM documents WHERE db = ?1 AND branch = ?2 AND collection = ?3 AND id > ?4 ORDER BY id LIMIT ?5")?;
+    let mut stmt = conn.prepare_cached("SELECT d.id, v.body FROM documents d JOIN versions v ON v.vid = d.vid WHERE d.db = ?1 AND d.branch = ?2 AND d.collection = ?3 AND d.id > ?4 ORDER BY d.id LIMIT ?5")?;
     let rows = stmt.query_map(params![db, branch, collection, after, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -240,20 +243,39 @@ pub fn load_commit(conn: &Connection, db: i64, id: &str) -> ApiResult<Option<Com
         .optional()?;
     let Some((parents, author, message, timestamp, changes)) = row else { return Ok(None) };
     let parents: Vec<String> = serde_json::from_str(&parents).map_err(|_| ApiError::internal("stored parents are not JSON"))?;
-    let changes: Vec<Change> = serde_json::from_str(&changes).map_err(|_| ApiError::internal("stored changes are not JSON"))?;
+    let changes = load_changes(conn, changes.as_bytes())?;
     Ok(Some(Commit { id: id.to_string(), parents, author, message, timestamp, changes }))
 }
 
-/// Applies one change to a branch's materialized state.
-pub fn apply_change(tx: &Connection, db: i64, branch: &str, change: &Change) -> ApiResult<()> {
+/// Stores a document version (canonical JSON) of database `db`: its vid.
+pub fn insert_version(tx: &Connection, db: i64, body: &str) -> ApiResult<i64> {
+    tx.prepare_cached("INSERT INTO versions (db, body) VALUES (?1, ?2)")?.execute(params![db, body])?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// Makes version `vid` the document `collection/id` of a branch (the
+/// collection is created when missing).
+pub fn put_version(tx: &Connection, db: i64, branch: &str, collection: &str, id: &str, vid: i64) -> ApiResult<()> {
+    if !collection_exists(tx, db, branch, collection)? {
+        tx.execute("INSERT INTO collections (db, branch, name, config) VALUES (?1, ?2, ?3, '{}')", params![db, branch, collection])?;
+    }
+    tx.prepare_cached("INSERT OR REPLACE INTO documents (db, branch, collection, id, vid) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![db, branch, collection, id, vid])?;
+    Ok(())
+}
+
+/// A put's version in a change set being stored: vid and the length of the body.
+pub type PutVersion = Option<(i64, usize)>;
+
+/// Applies one change to a branch's materialized state; a put stores a new
+/// version and returns it.
+pub fn apply_change(tx: &Connection, db: i64, branch: &str, change: &Change) -> ApiResult<PutVersion> {
     match change {
         Change::Put { collection, id, document } => {
-            if !collection_exists(tx, db, branch, collection)? {
-                tx.execute("INSERT INTO collections (db, branch, name, config) VALUES (?1, ?2, ?3, '{}')", params![db, branch, collection])?;
-            }
             let body = String::from_utf8(crate::canonical::to_vec(document)?).map_err(|_| ApiError::internal("canonical JSON is not UTF-8"))?;
-            tx.prepare_cached("INSERT OR REPLACE INTO documents (db, branch, collection, id, body) VALUES (?1, ?2, ?3, ?4, ?5)")?
-                .execute(params![db, branch, collection, id, body])?;
+            let vid = insert_version(tx, db, &body)?;
+            put_version(tx, db, branch, collection, id, vid)?;
+            return Ok(Some((vid, body.len())));
         }
         Change::PutSnapshot { .. } => return Err(ApiError::internal("a put by reference to a snapshot's document reached the store")),
         Change::Delete { collection, id } => {
@@ -272,36 +294,31 @@ pub fn apply_change(tx: &Connection, db: i64, branch: &str, change: &Change) -> 
             tx.execute("UPDATE branches SET schema = ?3 WHERE db = ?1 AND name = ?2", params![db, branch, serde_json::to_string(schema)?])?;
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Largest change set of one commit, in bytes of JSON: a commit is one
 /// record of a bundle, so it must stay under the bundle's record limit.
 pub const MAX_COMMIT_BYTES: usize = crate::bundle::MAX_RECORD - (256 << 10);
 
-/// Stores a commit row (no state change). The change set is stored as its
-/// canonical JSON, so that a backup copies it as it is. Fails with
-/// LIMIT_EXCEEDED (413) when the change set could not be backed up as one
-/// bundle record.
-pub fn insert_commit(tx: &Connection, db: i64, commit: &Commit) -> ApiResult<()> {
-    let (changes, canonical) = encode_changes(&commit.changes)?;
-    insert_commit_row(tx, db, commit, &changes, canonical)
+/// Stores a commit row (no state change). `vids` holds, for each put of the
+/// change set, the version it stored (see [`encode_stored_changes`]). Fails
+/// with LIMIT_EXCEEDED (413) when the change set could not be backed up as
+/// one bundle record (its size with every document inline).
+pub fn insert_commit(tx: &Connection, db: i64, commit: &Commit, vids: &[PutVersion]) -> ApiResult<()> {
+    let (changes, canonical) = encode_stored_changes(&commit.changes, vids)?;
+    // The size of the change set with every document inline, as a bundle may have to write it.
+    let inline: usize = vids.iter().flatten().map(|&(vid, len)| (",\"document\":".len() + len).saturating_sub(",\"v\":".len() + digits(vid))).sum();
+    insert_commit_row(tx, db, commit, &changes, canonical, changes.len() + inline)
 }
 
-/// [`insert_commit`] with the change set given as its canonical JSON text
-/// (`changes` of `commit` is not read): a restore copies the text of a
-/// bundle's commit record, which the bundle reader checked canonical and
-/// which nests within a record's limit.
-pub fn insert_commit_canonical(tx: &Connection, db: i64, commit: &Commit, changes: &[u8]) -> ApiResult<()> {
-    insert_commit_row(tx, db, commit, changes, true)
+fn digits(n: i64) -> usize {
+    n.to_string().len()
 }
 
-fn insert_commit_row(tx: &Connection, db: i64, commit: &Commit, changes: &[u8], canonical: bool) -> ApiResult<()> {
-    if changes.len() > MAX_COMMIT_BYTES {
-        return Err(ApiError::new(
-            "LIMIT_EXCEEDED",
-            format!("one commit may change at most {MAX_COMMIT_BYTES} bytes of JSON ({} here): split the batch", changes.len()),
-        ));
+fn insert_commit_row(tx: &Connection, db: i64, commit: &Commit, changes: &[u8], canonical: bool, full: usize) -> ApiResult<()> {
+    if full > MAX_COMMIT_BYTES {
+        return Err(ApiError::new("LIMIT_EXCEEDED", format!("one commit may change at most {MAX_COMMIT_BYTES} bytes of JSON ({full} here): split the batch")));
     }
     let changes = std::str::from_utf8(changes).map_err(|_| ApiError::internal("canonical JSON is not UTF-8"))?;
     tx.prepare_cached("INSERT INTO commits (db, id, parents, author, message, timestamp, changes, canonical) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?
@@ -312,7 +329,7 @@ fn insert_commit_row(tx: &Connection, db: i64, commit: &Commit, changes: &[u8], 
 /// Deepest container nesting a value inside a change set may have for its
 /// commit to stay within the canonical form's limit as a bundle record
 /// (record object, changes array and change object come first).
-const MAX_CHANGE_VALUE_NESTING: usize = crate::canonical::MAX_DEPTH - 3;
+pub const MAX_CHANGE_VALUE_NESTING: usize = crate::canonical::MAX_DEPTH - 3;
 
 /// The canonical JSON of a change set (exactly `canonical::to_vec` of the
 /// serialized `Vec<Change>`, written directly), and whether a backup may copy
@@ -320,9 +337,21 @@ const MAX_CHANGE_VALUE_NESTING: usize = crate::canonical::MAX_DEPTH - 3;
 /// deeply for a record (such a commit cannot be backed up; the backup
 /// reports it as it always did).
 pub fn encode_changes(changes: &[Change]) -> ApiResult<(Vec<u8>, bool)> {
+    encode_stored_changes(changes, &[])
+}
+
+/// The store's form of a change set: [`encode_changes`], except that a put
+/// (or a put without document) whose entry in `vids` is a version is
+/// written `{"collection":…,"id":…,"op":"put","v":VID}` — the document is
+/// in `versions`, never twice. This form never leaves the store: backups
+/// write canonical change sets (see `backup::snapshot`), [`load_commit`]
+/// gives full documents. The flag: whether the change set is copyable into
+/// a bundle record (every value it holds nests shallowly enough).
+pub fn encode_stored_changes(changes: &[Change], vids: &[PutVersion]) -> ApiResult<(Vec<u8>, bool)> {
     use crate::canonical::{write, write_string};
     let mut out = Vec::with_capacity(256);
     let mut copyable = true;
+    let mut too_deep = false;
     let mut value = |v: &Value, out: &mut Vec<u8>| -> ApiResult<()> {
         copyable &= nesting(v) <= MAX_CHANGE_VALUE_NESTING;
         Ok(write(v, out)?)
@@ -333,6 +362,17 @@ pub fn encode_changes(changes: &[Change]) -> ApiResult<(Vec<u8>, bool)> {
             out.push(b',');
         }
         // Keys in byte order, as canonical JSON wants them.
+        if let (Some(Some((vid, _))), Change::Put { collection, id, .. } | Change::PutSnapshot { collection, id }) = (vids.get(i), change) {
+            if let Change::Put { document, .. } = change {
+                too_deep |= nesting(document) > MAX_CHANGE_VALUE_NESTING;
+            }
+            out.extend_from_slice(b"{\"collection\":");
+            write_string(collection, &mut out);
+            out.extend_from_slice(b",\"id\":");
+            write_string(id, &mut out);
+            out.extend_from_slice(format!(",\"op\":\"put\",\"v\":{vid}}}").as_bytes());
+            continue;
+        }
         match change {
             Change::Put { collection, id, document } => {
                 out.extend_from_slice(b"{\"collection\":");
@@ -377,7 +417,7 @@ pub fn encode_changes(changes: &[Change]) -> ApiResult<(Vec<u8>, bool)> {
         }
     }
     out.push(b']');
-    Ok((out, copyable))
+    Ok((out, copyable && !too_deep))
 }
 
 /// Container nesting of a value: 0 for a scalar, 1 for a flat array or object.
@@ -392,11 +432,12 @@ fn nesting(v: &Value) -> usize {
 /// Makes one commit on `branch`: applies `changes` and moves the head.
 pub fn commit(tx: &Transaction<'_>, db: i64, branch: &str, author: &str, message: &str, changes: Vec<Change>) -> ApiResult<CommitInfo> {
     let head = branch_head(tx, db, branch)?;
+    let mut vids = Vec::with_capacity(changes.len());
     for change in &changes {
-        apply_change(tx, db, branch, change)?;
+        vids.push(apply_change(tx, db, branch, change)?);
     }
     let commit = Commit { id: new_ksuid(), parents: head.into_iter().collect(), author: author.into(), message: message.into(), timestamp: now_ms(), changes };
-    insert_commit(tx, db, &commit)?;
+    insert_commit(tx, db, &commit, &vids)?;
     tx.execute("UPDATE branches SET head = ?3 WHERE db = ?1 AND name = ?2", params![db, branch, commit.id])?;
     Ok(CommitInfo {
         id: commit.id,
@@ -443,7 +484,7 @@ pub fn create_branch(tx: &Transaction<'_>, db: i64, name: &str, from: &str) -> A
                 params![db, name, src],
             )?;
             tx.execute(
-                "INSERT INTO documents (db, branch, collection, id, body) SELECT db, ?2, collection, id, body FROM documents WHERE db = ?1 AND branch = ?3",
+                "INSERT INTO documents (db, branch, collection, id, vid) SELECT db, ?2, collection, id, vid FROM documents WHERE db = ?1 AND branch = ?3",
                 params![db, name, src],
             )?;
         }
@@ -460,16 +501,119 @@ pub fn create_branch(tx: &Transaction<'_>, db: i64, name: &str, from: &str) -> A
                 chain.push(id);
                 cursor = parent;
             }
+            // Puts take the versions their commits stored (no body is copied).
+            let mut stmt = tx.prepare_cached("SELECT changes FROM commits WHERE db = ?1 AND id = ?2")?;
             for id in chain.iter().rev() {
-                if let Some(c) = load_commit(tx, db, id)? {
-                    for change in &c.changes {
-                        apply_change(tx, db, name, change)?;
+                let Some(text) = stmt.query_row(params![db, id], |r| r.get::<_, String>(0)).optional()? else { continue };
+                for element in stored_elements(text.as_bytes())? {
+                    match stored_put(element)? {
+                        Some(put) => put_version(tx, db, name, &put.collection, &put.id, put.v)?,
+                        None => {
+                            let change: Change = serde_json::from_slice(element).map_err(|_| ApiError::internal("stored changes are not JSON"))?;
+                            apply_change(tx, db, name, &change)?;
+                        }
                     }
                 }
             }
         }
     }
     Ok(head)
+}
+
+/// A put of the store's form: `{"collection","id","op":"put","v":VID}`.
+#[derive(serde::Deserialize)]
+pub struct StoredPut {
+    /// Collection.
+    pub collection: String,
+    /// Document id.
+    pub id: String,
+    /// The version (`versions.vid`).
+    pub v: i64,
+}
+
+/// The store's form of a put, if `element` (one change of a stored change
+/// set) is one.
+pub fn stored_put(element: &[u8]) -> ApiResult<Option<StoredPut>> {
+    // Keys are in byte order: a reference ends with its "v" member, which no other change has.
+    const MARK: &[u8] = b"\"op\":\"put\",\"v\":";
+    let tail = element.len().saturating_sub(MARK.len() + 24);
+    if !element[tail..].windows(MARK.len()).any(|w| w == MARK) {
+        return Ok(None);
+    }
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        op: String,
+        collection: Option<String>,
+        id: Option<String>,
+        v: Option<i64>,
+    }
+    let p: Probe = serde_json::from_slice(element).map_err(|_| ApiError::internal("stored changes are not JSON"))?;
+    Ok(match (p.op.as_str(), p.collection, p.id, p.v) {
+        ("put", Some(collection), Some(id), Some(v)) => Some(StoredPut { collection, id, v }),
+        _ => None,
+    })
+}
+
+/// The top-level elements of a stored change set (a JSON array of objects),
+/// each as its text.
+pub fn stored_elements(text: &[u8]) -> ApiResult<Vec<&[u8]>> {
+    let bad = || ApiError::internal("stored changes are not a JSON array");
+    if text.first() != Some(&b'[') || text.last() != Some(&b']') {
+        return Err(bad());
+    }
+    let mut out = Vec::new();
+    let (mut depth, mut in_string, mut escaped, mut start) = (0usize, false, false, 1usize);
+    for (i, &b) in text.iter().enumerate().skip(1).take(text.len() - 2) {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.checked_sub(1).ok_or_else(bad)?,
+            b',' if depth == 0 => {
+                out.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if in_string || depth != 0 {
+        return Err(bad());
+    }
+    if start < text.len() - 1 {
+        out.push(&text[start..text.len() - 1]);
+    }
+    Ok(out)
+}
+
+/// The body of a version.
+pub fn version_body(conn: &Connection, vid: i64) -> ApiResult<String> {
+    conn.prepare_cached("SELECT body FROM versions WHERE vid = ?1")?
+        .query_row([vid], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| ApiError::internal(format!("version {vid} of a stored commit is missing")))
+}
+
+/// A stored change set with full documents (versions read back).
+pub fn load_changes(conn: &Connection, text: &[u8]) -> ApiResult<Vec<Change>> {
+    let mut out = Vec::new();
+    for element in stored_elements(text)? {
+        out.push(match stored_put(element)? {
+            Some(StoredPut { collection, id, v }) => {
+                let document = serde_json::from_str(&version_body(conn, v)?).map_err(|_| ApiError::internal("stored document is not JSON"))?;
+                Change::Put { collection, id, document }
+            }
+            None => serde_json::from_slice(element).map_err(|_| ApiError::internal("stored changes are not JSON"))?,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

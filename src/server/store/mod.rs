@@ -97,16 +97,22 @@ CREATE TABLE IF NOT EXISTS collections (
   config TEXT NOT NULL,
   PRIMARY KEY (db, branch, name)
 ) WITHOUT ROWID;
--- A rowid table: documents are often kilobytes, too large for WITHOUT ROWID.
+-- Every document version once, as canonical JSON: branches' documents and
+-- commits' puts refer to it by vid. A rowid table: bodies are often kilobytes.
+CREATE TABLE IF NOT EXISTS versions (
+  vid INTEGER PRIMARY KEY,
+  db INTEGER NOT NULL,
+  body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS versions_by_db ON versions (db);
 CREATE TABLE IF NOT EXISTS documents (
-  rowid INTEGER PRIMARY KEY,
   db INTEGER NOT NULL,
   branch TEXT NOT NULL,
   collection TEXT NOT NULL,
   id TEXT NOT NULL,
-  body TEXT NOT NULL,
-  UNIQUE (db, branch, collection, id)
-);
+  vid INTEGER NOT NULL,
+  PRIMARY KEY (db, branch, collection, id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS backups (
   id TEXT PRIMARY KEY,
   seq INTEGER NOT NULL,
@@ -312,6 +318,10 @@ impl Store {
     }
 }
 
+/// Layout version of the store (`meta` key `store_version`): 2 = document
+/// versions stored once (`versions`), referred to by documents and commits.
+pub const STORE_VERSION: &str = "2";
+
 /// Brings a store created by an older build up to [`SCHEMA`].
 fn migrate(conn: &Connection) -> ApiResult<()> {
     // `commits.canonical`: 1 when `changes` holds the canonical JSON of the
@@ -321,6 +331,63 @@ fn migrate(conn: &Connection) -> ApiResult<()> {
     if !has_canonical {
         conn.execute_batch("ALTER TABLE commits ADD COLUMN canonical INTEGER NOT NULL DEFAULT 0")?;
     }
+    let has_body = conn.prepare("SELECT 1 FROM pragma_table_info('documents') WHERE name = 'body'")?.exists([])?;
+    if has_body {
+        migrate_versions(conn)?;
+    }
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('store_version', ?1)", [STORE_VERSION])?;
+    Ok(())
+}
+
+/// Store version 1 → 2, in one transaction: documents' bodies become
+/// versions; commits' puts refer to a version (the one of a branch's
+/// document with the same collection, id and bytes, else a new one).
+fn migrate_versions(conn: &Connection) -> ApiResult<()> {
+    use data::{encode_stored_changes, insert_version, PutVersion};
+    let started = std::time::Instant::now();
+    let tx = conn.unchecked_transaction()?;
+    tx.execute_batch(
+        "ALTER TABLE documents RENAME TO documents_v1;
+         CREATE TABLE documents (
+           db INTEGER NOT NULL, branch TEXT NOT NULL, collection TEXT NOT NULL, id TEXT NOT NULL, vid INTEGER NOT NULL,
+           PRIMARY KEY (db, branch, collection, id)
+         ) WITHOUT ROWID;
+         INSERT INTO versions (vid, db, body) SELECT rowid, db, body FROM documents_v1;
+         INSERT INTO documents (db, branch, collection, id, vid) SELECT db, branch, collection, id, rowid FROM documents_v1;
+         DROP TABLE documents_v1;",
+    )?;
+    let seqs: Vec<(i64, i64)> =
+        tx.prepare("SELECT seq, db FROM commits ORDER BY seq")?.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    let mut same = tx.prepare(
+        "SELECT d.vid FROM documents d JOIN versions v ON v.vid = d.vid
+         WHERE d.db = ?1 AND d.branch IN (SELECT name FROM branches WHERE db = ?1) AND d.collection = ?2 AND d.id = ?3 AND v.body = ?4 LIMIT 1",
+    )?;
+    for (seq, db) in &seqs {
+        let text: String = tx.query_row("SELECT changes FROM commits WHERE seq = ?1", [seq], |r| r.get(0))?;
+        let changes: Vec<crate::snapshot::Change> =
+            serde_json::from_str(&text).map_err(|e| ApiError::internal(format!("cannot migrate the store: commit {seq}'s changes are not readable: {e}")))?;
+        let mut vids: Vec<PutVersion> = Vec::with_capacity(changes.len());
+        for change in &changes {
+            vids.push(match change {
+                crate::snapshot::Change::Put { collection, id, document } => {
+                    let body = String::from_utf8(crate::canonical::to_vec(document)?).map_err(|_| ApiError::internal("canonical JSON is not UTF-8"))?;
+                    let vid = match same.query_row(rusqlite::params![db, collection, id, body], |r| r.get::<_, i64>(0)).optional_row()? {
+                        Some(vid) => vid,
+                        None => insert_version(&tx, *db, &body)?,
+                    };
+                    Some((vid, body.len()))
+                }
+                _ => None,
+            });
+        }
+        let (stored, canonical) = encode_stored_changes(&changes, &vids)?;
+        let stored = String::from_utf8(stored).map_err(|_| ApiError::internal("canonical JSON is not UTF-8"))?;
+        tx.execute("UPDATE commits SET changes = ?2, canonical = ?3 WHERE seq = ?1", rusqlite::params![seq, stored, canonical])?;
+    }
+    drop(same);
+    tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('store_version', ?1)", [STORE_VERSION])?;
+    tx.commit()?;
+    tracing::info!(commits = seqs.len(), elapsed = ?started.elapsed(), "store migrated to version 2 (document versions stored once)");
     Ok(())
 }
 
@@ -382,6 +449,62 @@ mod tests {
             assert!(validate_slug("db", bad).is_err(), "{bad}");
         }
         validate_key("backup", &new_ksuid()).unwrap();
+    }
+
+    /// The layout of store version 1: documents with their bodies, change sets with full documents.
+    const DOCUMENTS_V1: &str = "CREATE TABLE documents (
+  rowid INTEGER PRIMARY KEY, db INTEGER NOT NULL, branch TEXT NOT NULL, collection TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL,
+  UNIQUE (db, branch, collection, id)
+);";
+
+    #[test]
+    fn a_store_of_version_1_is_migrated_without_losing_documents_or_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.sqlite");
+        let start = SCHEMA.find("-- Every document version once").unwrap();
+        let end = SCHEMA.find("CREATE TABLE IF NOT EXISTS backups").unwrap();
+        let old_schema = format!("{}{}\n{}", &SCHEMA[..start], DOCUMENTS_V1, &SCHEMA[end..]);
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(&old_schema).unwrap();
+        old.execute_batch(
+            r#"INSERT INTO databases (id, org, name, created_at) VALUES (1, 'o', 'd', 0);
+            INSERT INTO branches (db, name, head, schema) VALUES (1, 'main', 'c2', 'null'), (1, 'dev', 'c1', 'null');
+            INSERT INTO collections (db, branch, name, config) VALUES (1, 'main', 'items', '{}'), (1, 'dev', 'items', '{}');
+            INSERT INTO documents (db, branch, collection, id, body) VALUES
+              (1, 'main', 'items', 'a', '{"id":"a","n":2}'), (1, 'dev', 'items', 'a', '{"id":"a","n":1}'), (1, 'dev', 'items', 'b', '{"id":"b"}');
+            INSERT INTO commits (db, id, parents, author, message, timestamp, changes, canonical) VALUES
+              (1, 'c1', '[]', 'x', 'one', 1, '[{"collection":"items","config":{},"op":"configure"},{"collection":"items","document":{"id":"a","n":1},"id":"a","op":"put"},{"collection":"items","document":{"id":"b"},"id":"b","op":"put"}]', 1),
+              (1, 'c2', '["c1"]', 'x', 'two', 2, '[{"collection":"items","document":{"n":2,"id":"a"},"id":"a","op":"put"},{"collection":"items","id":"b","op":"delete"}]', 0);"#,
+        )
+        .unwrap();
+        drop(old);
+        for _ in 0..2 {
+            let store = Store::open(&path).unwrap();
+            store
+                .read(|c| {
+                    assert_eq!(data::get_document(c, 1, "main", "items", "a")?, r#"{"id":"a","n":2}"#);
+                    assert_eq!(data::get_document(c, 1, "dev", "items", "a")?, r#"{"id":"a","n":1}"#);
+                    assert_eq!(data::get_document(c, 1, "dev", "items", "b")?, r#"{"id":"b"}"#);
+                    let version: String = c.query_row("SELECT value FROM meta WHERE key = 'store_version'", [], |r| r.get(0))?;
+                    assert_eq!(version, STORE_VERSION);
+                    // Each version once: the puts share the documents' versions, b's put has its own.
+                    let versions: i64 = c.query_row("SELECT COUNT(*) FROM versions", [], |r| r.get(0))?;
+                    assert_eq!(versions, 3);
+                    let c1 = data::load_commit(c, 1, "c1")?.unwrap();
+                    let c2 = data::load_commit(c, 1, "c2")?.unwrap();
+                    let json = |v: &Vec<crate::snapshot::Change>| serde_json::to_value(v).unwrap();
+                    assert_eq!(
+                        json(&c1.changes),
+                        serde_json::json!([{"collection":"items","config":{},"op":"configure"},{"collection":"items","document":{"id":"a","n":1},"id":"a","op":"put"},{"collection":"items","document":{"id":"b"},"id":"b","op":"put"}])
+                    );
+                    assert_eq!(json(&c2.changes), serde_json::json!([{"collection":"items","document":{"id":"a","n":2},"id":"a","op":"put"},{"collection":"items","id":"b","op":"delete"}]));
+                    assert_eq!((c1.author.as_str(), c1.message.as_str(), c2.parents.clone()), ("x", "one", vec!["c1".to_string()]));
+                    let canonical: i64 = c.query_row("SELECT canonical FROM commits WHERE id = 'c2'", [], |r| r.get(0))?;
+                    assert_eq!(canonical, 1, "migrated change sets are the store's canonical form");
+                    Ok(())
+                })
+                .unwrap();
+        }
     }
 
     #[test]
