@@ -13,6 +13,14 @@
 //! from their content (see [`crate::snapshot::document_id`]). Bundling a
 //! directory that `unbundle` wrote gives back identical bundle bytes.
 //!
+//! In history.json a put may lack its `document` member
+//! (`{"op":"put","collection","id"}`): a put of the document the directory
+//! holds for that collection and id, as a version-2 bundle stores it
+//! (docs/FORMAT.md §3.2). `unbundle` writes puts as the bundle stores them,
+//! without resolving them; `bundle` accepts either form (a put without
+//! document of a document the directory lacks is `INVALID_INPUT`) and
+//! writes every put by the rule, so the two forms give the same bytes.
+//!
 //! Memory stays bounded whatever the size of a collection file: documents
 //! are read as a stream, canonicalized and sorted by id in runs of
 //! [`SORT_RUN_BYTES`] of input, and a collection larger than one run is

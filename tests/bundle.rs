@@ -308,6 +308,12 @@ fn read_with_threads(bytes: &[u8], threads: usize, keep: bool) -> (u64, String, 
 /// A bundle of several documents and commits blocks whose `bad`-th commit
 /// (if any) has a change set that is not canonical.
 fn many_blocks(bad: Option<usize>) -> Vec<u8> {
+    many_blocks_with(bad, None)
+}
+
+/// [`many_blocks`], and the `unknown`-th commit (if any) puts a document
+/// the bundle does not hold without its document (version 2's rule broken).
+fn many_blocks_with(bad: Option<usize>, unknown: Option<usize>) -> Vec<u8> {
     let mut snapshot = sample(9000);
     let mut w = bundle::BundleWriter::new(Vec::new(), &snapshot.schema, WriteOptions::default()).unwrap();
     for (name, collection) in &snapshot.collections {
@@ -319,8 +325,11 @@ fn many_blocks(bad: Option<usize>) -> Vec<u8> {
     let mut parents = Vec::new();
     for i in 0..60 {
         let id = format!("c{i:03}");
-        let changes: Vec<Change> =
+        let mut changes: Vec<Change> =
             (0..40).map(|j| Change::Put { collection: "docs".into(), id: format!("d{i}-{j}"), document: json!({"text": "y".repeat(900), "j": j}) }).collect();
+        // Puts stored without their document (version 2), checked on the reader's thread.
+        changes.push(put_snapshot("docs", &format!("docs-{:06}", i * 100)));
+        changes.push(put_snapshot("vectors", &format!("vectors-{:06}", if unknown == Some(i) { 9000 } else { i })));
         let mut text = canon(&changes);
         if bad == Some(i) {
             text.insert(1, b' ');
@@ -339,7 +348,8 @@ fn reading_ahead_on_threads_gives_the_items_and_errors_of_one_thread() {
     let good = many_blocks(None);
     assert!(read_toc(&mut Cursor::new(&good)).unwrap().raw_bytes > 4 << 20, "several blocks of each kind");
     let bad_commit = many_blocks(Some(45));
-    for bytes in [&good, &bad_commit] {
+    let bad_rule = many_blocks_with(None, Some(50));
+    for bytes in [&good, &bad_commit, &bad_rule] {
         for keep in [false, true] {
             let one = read_with_threads(bytes, 1, keep);
             for threads in [2, 3, 0] {
@@ -349,6 +359,7 @@ fn reading_ahead_on_threads_gives_the_items_and_errors_of_one_thread() {
     }
     assert_eq!(read_with_threads(&good, 2, true).2, None);
     assert!(read_with_threads(&bad_commit, 2, true).2.is_some_and(|e| e.starts_with("CORRUPT: ")));
+    assert!(read_with_threads(&bad_rule, 2, true).2.is_some_and(|e| e.starts_with("CORRUPT: ") && e.contains("vectors-009000")));
     // Damaged bundles: cut anywhere, a bit flipped anywhere.
     for cut in (0..good.len()).step_by(good.len() / 64).chain([good.len() - 1, good.len() - 48]) {
         assert_eq!(read_with_threads(&good[..cut], 2, true), read_with_threads(&good[..cut], 1, true), "cut at {cut}");
@@ -411,4 +422,213 @@ proptest! {
         bytes[i] ^= 1 << bit;
         prop_assert!(read_all(&bytes).is_err(), "flip at {} of {} went unnoticed", i, bytes.len());
     }
+}
+
+// Format version 2: a put of a document the bundle holds byte for byte is
+// stored without it (docs/FORMAT.md §3.2).
+
+fn put(collection: &str, id: &str, document: Value) -> Change {
+    Change::Put { collection: collection.into(), id: id.into(), document }
+}
+
+fn put_snapshot(collection: &str, id: &str) -> Change {
+    Change::PutSnapshot { collection: collection.into(), id: id.into() }
+}
+
+/// A history of inserts, updates, deletes, a re-put of an identical
+/// document, a put on another branch, a put of `null`; the documents are
+/// the state at `main`, plus `n` inserted-only documents.
+fn history_snapshot(n: usize) -> Snapshot {
+    let mut c = Collection::default();
+    for i in 0..n {
+        c.documents.insert(format!("d{i:05}"), json!({"i": i, "text": format!("inserted once, never changed: {i} {}", "z".repeat(400))}));
+    }
+    c.documents.insert("updated".into(), json!({"v": 2}));
+    c.documents.insert("again".into(), json!({"v": "A"}));
+    c.documents.insert("nothing".into(), Value::Null);
+    c.documents.insert("float".into(), json!({"x": 1.0}));
+    let mut other = Collection::default();
+    other.documents.insert("o".into(), json!([1, 2]));
+    let inserts: Vec<Change> = (0..n).map(|i| put("c", &format!("d{i:05}"), c.documents[&format!("d{i:05}")].clone())).collect();
+    let commits = vec![
+        commit("a1", &[], inserts),
+        commit(
+            "a2",
+            &["a1"],
+            vec![
+                put("c", "updated", json!({"v": 1})),
+                put("c", "gone", json!({"bye": true})),
+                put("c", "again", json!({"v": "A"})),
+                put("c", "nothing", Value::Null),
+                put("c", "float", json!({"x": 1})),
+            ],
+        ),
+        commit(
+            "a3",
+            &["a2"],
+            vec![put("c", "updated", json!({"v": 2})), Change::Delete { collection: "c".into(), id: "gone".into() }, put("c", "again", json!({"v": "B"}))],
+        ),
+        commit("a4", &["a3"], vec![put("c", "again", json!({"v": "A"})), put("other", "o", json!([1, 2]))]),
+        // Another branch puts a document main holds, one it does not, and one of another value.
+        commit("b1", &["a1"], vec![put("c", "updated", json!({"v": 2})), put("c", "side", json!({"s": 1})), put("other", "o", json!([2, 1]))]),
+    ];
+    Snapshot {
+        schema: Value::Null,
+        collections: [("c".to_string(), c), ("other".to_string(), other)].into(),
+        history: History { commits, branches: [("main".to_string(), "a4".to_string()), ("side".to_string(), "b1".to_string())].into() },
+    }
+}
+
+/// The commits as a reader gives them, and the text of their change sets.
+fn commits_as_stored(bytes: &[u8]) -> Vec<(Commit, String)> {
+    let mut reader = BundleReader::new(bytes, ReadLimits::default()).unwrap();
+    reader.keep_changes_text(true);
+    let mut out = Vec::new();
+    while let Some(item) = reader.next_item().unwrap() {
+        if let Item::Commit(c) = item {
+            out.push((*c, String::from_utf8(reader.take_changes_text().unwrap()).unwrap()));
+        }
+    }
+    out
+}
+
+/// `bytes` with another format version in its header (and the trailer's
+/// hash of the bytes made to match).
+fn with_version(bytes: &[u8], version: u16) -> Vec<u8> {
+    let mut b = bytes.to_vec();
+    b[8..10].copy_from_slice(&version.to_le_bytes());
+    let end = b.len() - 48;
+    let hash = blake3::hash(&b[..end]);
+    b[end + 8..end + 40].copy_from_slice(hash.as_bytes());
+    b
+}
+
+#[test]
+fn version_2_stores_a_put_of_a_document_the_bundle_holds_without_it() {
+    let snapshot = history_snapshot(3);
+    let bytes = bundle::to_vec(&snapshot).unwrap();
+    assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 2);
+    let stored = commits_as_stored(&bytes);
+    let by_id = |id: &str| stored.iter().find(|(c, _)| c.id == id).unwrap();
+    assert_eq!(by_id("a1").0.changes, (0..3).map(|i| put_snapshot("c", &format!("d{i:05}"))).collect::<Vec<_>>());
+    assert_eq!(
+        by_id("a2").0.changes,
+        [
+            put("c", "updated", json!({"v": 1})),
+            put("c", "gone", json!({"bye": true})),
+            put_snapshot("c", "again"),
+            put_snapshot("c", "nothing"),
+            put_snapshot("c", "float") // 1 and 1.0 have one canonical form
+        ]
+    );
+    assert_eq!(by_id("a3").0.changes[2], put("c", "again", json!({"v": "B"})));
+    assert_eq!(by_id("a4").0.changes, [put_snapshot("c", "again"), put_snapshot("other", "o")]);
+    assert_eq!(by_id("b1").0.changes, [put_snapshot("c", "updated"), put("c", "side", json!({"s": 1})), put("other", "o", json!([2, 1]))]);
+    assert_eq!(by_id("a4").1, r#"[{"collection":"c","id":"again","op":"put"},{"collection":"other","id":"o","op":"put"}]"#);
+    // Read back, every put is whole again: the snapshot compares equal.
+    let back = bundle::from_slice(&bytes).unwrap();
+    assert_eq!(canon(&back.collections), canon(&snapshot.collections));
+    let (mut original, mut read) = (snapshot.history.commits.clone(), back.history.commits.clone());
+    original.sort_by(|a, b| a.id.cmp(&b.id));
+    read.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(canon(&read), canon(&original));
+    assert_eq!(bundle::to_vec(&back).unwrap(), bytes);
+    // A history written with the omissions already made gives the same bytes.
+    let mut by_ref = snapshot.clone();
+    by_ref.history.commits = stored.iter().map(|(c, _)| c.clone()).collect();
+    assert_eq!(bundle::to_vec(&by_ref).unwrap(), bytes);
+    // So do change sets given as text, and any number of threads, reading or writing.
+    assert_eq!(write_with_canonical_commits(&by_ref), bytes);
+    let (one, _) = bundle::write_snapshot(&snapshot, Vec::new(), WriteOptions { threads: 1 }).unwrap();
+    assert_eq!(one, bytes);
+    assert_eq!(read_with_threads(&bytes, 1, true), read_with_threads(&bytes, 3, true));
+}
+
+#[test]
+fn an_insert_only_history_stores_each_document_once() {
+    let snapshot = history_snapshot(20_000);
+    let (bytes, summary) = bundle::write_snapshot(&snapshot, Vec::new(), WriteOptions::default()).unwrap();
+    // The same history with every put whole, as version 1 stored it.
+    let mut full = bundle::BundleWriter::new(Vec::new(), &snapshot.schema, WriteOptions::default()).unwrap();
+    for (name, collection) in &snapshot.collections {
+        full.begin_collection(name, &collection.config).unwrap();
+        for (id, doc) in &collection.documents {
+            full.add_document(id, doc).unwrap();
+        }
+    }
+    for c in snapshot.history.canonical_order().unwrap() {
+        let changes = canon(&c.changes);
+        full.add_canonical_commit(&CanonicalCommit {
+            id: &c.id,
+            parents: &c.parents,
+            author: &c.author,
+            message: &c.message,
+            timestamp: c.timestamp,
+            changes: &changes,
+        })
+        .unwrap();
+    }
+    let (full_bytes, full_summary) = full.finish(&snapshot.history.branches).unwrap();
+    let documents: u64 = summary.toc.collections.iter().map(|c| c.raw_bytes).sum();
+    assert!(full_summary.toc.raw_bytes > 2 * documents, "{} {documents}", full_summary.toc.raw_bytes);
+    assert!(summary.toc.raw_bytes < documents + documents / 4, "raw {} for {documents} bytes of documents", summary.toc.raw_bytes);
+    assert!(summary.toc.raw_bytes * 10 < full_summary.toc.raw_bytes * 6);
+    assert!(bytes.len() < full_bytes.len());
+    // And that whole-puts encoding is not a version-2 bundle, but reads as version 1.
+    assert_eq!(bundle::from_slice(&full_bytes).unwrap_err().code(), "CORRUPT");
+    let v1 = with_version(&full_bytes, 1);
+    assert_eq!(canon(&bundle::from_slice(&v1).unwrap()), canon(&bundle::from_slice(&bytes).unwrap()));
+}
+
+/// A bundle of `history_snapshot(2)` whose commit `x` has `changes` as given.
+fn with_change_set(changes: &[u8]) -> Vec<u8> {
+    let snapshot = history_snapshot(2);
+    let mut w = bundle::BundleWriter::new(Vec::new(), &snapshot.schema, WriteOptions::default()).unwrap();
+    for (name, collection) in &snapshot.collections {
+        w.begin_collection(name, &collection.config).unwrap();
+        for (id, doc) in &collection.documents {
+            w.add_document(id, doc).unwrap();
+        }
+    }
+    w.add_canonical_commit(&CanonicalCommit { id: "x", parents: &[], author: "", message: "", timestamp: 0, changes }).unwrap();
+    w.finish(&[("main".to_string(), "x".to_string())].into()).unwrap().0
+}
+
+#[test]
+fn the_rule_of_version_2_is_checked_both_ways() {
+    let omitted = br#"[{"collection":"c","id":"d00001","op":"put"}]"#;
+    let whole = format!(r#"[{{"collection":"c","document":{{"i":1,"text":"inserted once, never changed: 1 {}"}},"id":"d00001","op":"put"}}]"#, "z".repeat(400));
+    let whole = whole.as_bytes();
+    let changed = br#"[{"collection":"c","document":{"i":1},"id":"d00001","op":"put"}]"#;
+    let unknown = br#"[{"collection":"c","id":"d00009","op":"put"},{"collection":"other","id":"d00001","op":"put"}]"#;
+    let wrong_collection = br#"[{"collection":"other","id":"d00001","op":"put"}]"#;
+    let null_doc = br#"[{"collection":"c","document":null,"id":"nothing","op":"put"}]"#;
+    for (changes, v2, v1) in [
+        (&omitted[..], Ok(()), Err("CORRUPT")),
+        (whole, Err("CORRUPT"), Ok(())),
+        (changed, Ok(()), Ok(())),
+        (unknown, Err("CORRUPT"), Err("CORRUPT")),
+        (wrong_collection, Err("CORRUPT"), Err("CORRUPT")),
+        (null_doc, Err("CORRUPT"), Ok(())),
+    ] {
+        let bytes = with_change_set(changes);
+        let text = String::from_utf8_lossy(changes);
+        for (bytes, expected) in [(bytes.clone(), v2), (with_version(&bytes, 1), v1)] {
+            let one = read_with_threads(&bytes, 1, true);
+            assert_eq!(one, read_with_threads(&bytes, 2, true), "{text}");
+            match expected {
+                Ok(()) => assert_eq!(one.2, None, "{text}"),
+                Err(code) => assert!(one.2.as_deref().is_some_and(|e| e.starts_with(&format!("{code}: "))), "{text}: {:?}", one.2),
+            }
+        }
+    }
+    assert_eq!(bundle::from_slice(&with_version(&with_change_set(whole), 3)).unwrap_err().code(), "UNSUPPORTED_VERSION");
+    // The writer refuses a put of the snapshot's document when the bundle holds none.
+    let mut w = bundle::BundleWriter::new(Vec::new(), &Value::Null, WriteOptions::default()).unwrap();
+    w.begin_collection("c", &Default::default()).unwrap();
+    w.add_document("a", &json!(1)).unwrap();
+    let bad = commit("x", &[], vec![put_snapshot("c", "a"), put_snapshot("c", "b")]);
+    let e = w.add_commit(&bad).unwrap_err();
+    assert_eq!(e.code(), "INVALID_INPUT");
+    assert!(e.to_string().contains("\"b\""), "{e}");
 }

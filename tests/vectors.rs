@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use coffer::bundle::{self, BundleReader, ReadLimits};
 use coffer::seal::{self, DeterministicRandom, Identity, KdfParams, Key, OpenLimits, Recipient, SealOptions};
-use coffer::{Collection, Commit, History, Snapshot};
+use coffer::{Change, Collection, Commit, History, Snapshot};
 use serde_json::{json, Value};
 
 const PASSPHRASE: &str = "vector passphrase";
@@ -64,6 +64,93 @@ fn sample_snapshot() -> Snapshot {
     }
 }
 
+/// A snapshot whose history puts its documents: inserts, an update, and a
+/// put of a document the snapshot no longer holds.
+fn history_snapshot() -> Snapshot {
+    let mut notes = Collection::default();
+    for i in 0..4 {
+        notes.documents.insert(format!("n{i}"), json!({"id": format!("n{i}"), "text": format!("note {i}")}));
+    }
+    let mut inserts: Vec<Change> =
+        notes.documents.iter().map(|(id, doc)| Change::Put { collection: "notes".into(), id: id.clone(), document: doc.clone() }).collect();
+    inserts.push(Change::Put { collection: "notes".into(), id: "gone".into(), document: json!({"id": "gone"}) });
+    inserts[1] = Change::Put { collection: "notes".into(), id: "n1".into(), document: json!({"id": "n1", "text": "first draft"}) };
+    let update = vec![
+        Change::Put { collection: "notes".into(), id: "n1".into(), document: notes.documents["n1"].clone() },
+        Change::Delete { collection: "notes".into(), id: "gone".into() },
+    ];
+    let commit = |id: &str, parents: Vec<String>, changes| Commit {
+        id: id.into(),
+        parents,
+        author: "vectors".into(),
+        message: id.into(),
+        timestamp: 1_763_683_200_000,
+        changes,
+    };
+    Snapshot {
+        schema: Value::Null,
+        collections: [("notes".to_string(), notes)].into(),
+        history: History {
+            commits: vec![commit("h1", vec![], inserts), commit("h2", vec!["h1".into()], update)],
+            branches: [("main".to_string(), "h2".to_string())].into(),
+        },
+    }
+}
+
+/// `snapshot` written with each change set as given by `changes` (through
+/// `add_canonical_commit`, which copies it), under format `version`.
+fn bundle_as(snapshot: &Snapshot, version: u16, changes: impl Fn(&Commit) -> Vec<u8>) -> Vec<u8> {
+    let mut w = bundle::BundleWriter::new(Vec::new(), &snapshot.schema, bundle::WriteOptions::default()).unwrap();
+    for (name, collection) in &snapshot.collections {
+        w.begin_collection(name, &collection.config).unwrap();
+        for (id, doc) in &collection.documents {
+            w.add_document(id, doc).unwrap();
+        }
+    }
+    for c in snapshot.history.canonical_order().unwrap() {
+        let text = changes(c);
+        w.add_canonical_commit(&bundle::CanonicalCommit {
+            id: &c.id,
+            parents: &c.parents,
+            author: &c.author,
+            message: &c.message,
+            timestamp: c.timestamp,
+            changes: &text,
+        })
+        .unwrap();
+    }
+    with_version(&w.finish(&snapshot.history.branches).unwrap().0, version)
+}
+
+/// `bytes` with format `version` in the header, and the trailer's hash of
+/// the bytes made to match.
+fn with_version(bytes: &[u8], version: u16) -> Vec<u8> {
+    let mut bytes = bytes.to_vec();
+    bytes[8..10].copy_from_slice(&version.to_le_bytes());
+    let end = bytes.len() - 48;
+    let hash = blake3::hash(&bytes[..end]);
+    bytes[end + 8..end + 40].copy_from_slice(hash.as_bytes());
+    bytes
+}
+
+fn canonical_changes(changes: &[Change]) -> Vec<u8> {
+    coffer::canonical::to_vec(&serde_json::to_value(changes).unwrap()).unwrap()
+}
+
+/// The change sets of `snapshot`'s history as a version-2 writer stores them.
+fn stored_changes(snapshot: &Snapshot) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let bytes = bundle::to_vec(snapshot).unwrap();
+    let mut reader = BundleReader::new(&bytes[..], ReadLimits::default()).unwrap();
+    reader.keep_changes_text(true);
+    let mut out = std::collections::BTreeMap::new();
+    while let Some(item) = reader.next_item().unwrap() {
+        if let bundle::Item::Commit(c) = item {
+            out.insert(c.id.clone(), reader.take_changes_text().unwrap());
+        }
+    }
+    out
+}
+
 struct Vector {
     name: &'static str,
     description: &'static str,
@@ -109,6 +196,20 @@ fn generate() -> Vec<Vector> {
     let mut v2 = base.clone();
     v2[8] = 2;
     let plain_bundle_cut = bundle_bytes[..bundle_bytes.len() - 20].to_vec();
+    // Format version 2 stores a put of a document the bundle holds without it.
+    let history = history_snapshot();
+    let history_v2 = bundle::to_vec(&history).unwrap();
+    let stored = stored_changes(&history);
+    let whole = |c: &Commit| canonical_changes(&c.changes);
+    let history_v1 = bundle_as(&history, 1, whole);
+    assert_ne!(history_v1.len(), history_v2.len());
+    let by_ref_v1 = bundle_as(&history, 1, |c| stored[&c.id].clone());
+    let whole_v2 = bundle_as(&history, 2, whole);
+    let unknown_v2 = bundle_as(&history, 2, |c| {
+        let mut changes = c.changes.clone();
+        changes.push(Change::PutSnapshot { collection: "notes".into(), id: "gone".into() });
+        canonical_changes(&changes)
+    });
     let ok = |name, description, kind, key: &Value, bytes: Vec<u8>, plain: &[u8]| Vector {
         name,
         description,
@@ -163,6 +264,20 @@ fn generate() -> Vec<Vector> {
             &bundle_bytes,
         ),
         ok("plain_bundle", "a plain bundle", "bundle", &Value::Null, bundle_bytes.clone(), &bundle_bytes),
+        // Byte for byte what the version-1 writer wrote for this snapshot (its history has no puts).
+        ok("plain_bundle_v1", "plain_bundle as a version-1 bundle", "bundle", &Value::Null, with_version(&bundle_bytes, 1), &with_version(&bundle_bytes, 1)),
+        ok("bundle_history", "a bundle whose history puts its documents (stored without them)", "bundle", &Value::Null, history_v2.clone(), &history_v2),
+        ok("bundle_v1_history", "the same snapshot as a version-1 bundle: every put whole", "bundle", &Value::Null, history_v1.clone(), &history_v1),
+        bad("bundle_v1_put_without_document", "a version-1 bundle with a put without document", "bundle", &Value::Null, "CORRUPT", by_ref_v1),
+        bad("bundle_put_not_omitted", "a version-2 bundle with a whole put of a document it holds", "bundle", &Value::Null, "CORRUPT", whole_v2),
+        bad(
+            "bundle_put_of_no_document",
+            "a version-2 bundle with a put without document of a document it lacks",
+            "bundle",
+            &Value::Null,
+            "CORRUPT",
+            unknown_v2,
+        ),
         bad("wrong_passphrase", "opened with another passphrase", "sealed", &json!({"passphrase": "not the passphrase"}), "WRONG_KEY", base.clone()),
         bad(
             "wrong_identity",

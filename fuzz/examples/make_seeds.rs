@@ -2,6 +2,10 @@
 //! and sealed files (passphrase and X25519, sealed with the harness's fixed
 //! keys and small KDF parameters). Deterministic: rerunning rewrites the same
 //! bytes. Run from `fuzz/`: `cargo run --example make_seeds`.
+//! (`seeds/bundle_reader/docs_history_v1.cfb` is not written here: it is
+//! what the version-1 writer wrote for `docs_history.cfb`'s snapshot before
+//! its history gained a put stored without document, kept so the fuzzer
+//! also starts from a version-1 bundle.)
 
 use std::fs;
 use std::path::Path;
@@ -12,11 +16,16 @@ use coffer::{Change, Collection, Commit, History, Snapshot};
 use coffer_fuzz::harness::{fast_seal_options, identity, PASSPHRASE};
 use serde_json::json;
 
+/// Document `i` of the seeds' collection.
+fn c_doc(i: usize) -> serde_json::Value {
+    json!({"n": i, "t": format!("doc {i}"), "v": [0.5, -1.0, i as f64 / 3.0], "o": {"a": null, "b": true}})
+}
+
 fn snapshot(docs: usize, with_history: bool) -> Snapshot {
     let mut s = Snapshot { schema: json!({"version": 1}), ..Default::default() };
     let mut c = Collection { config: json!({"dimension": 3, "metric": "cosine"}).as_object().cloned().unwrap_or_default(), ..Default::default() };
     for i in 0..docs {
-        c.documents.insert(format!("d{i:03}"), json!({"n": i, "t": format!("doc {i}"), "v": [0.5, -1.0, i as f64 / 3.0], "o": {"a": null, "b": true}}));
+        c.documents.insert(format!("d{i:03}"), c_doc(i));
     }
     s.collections.insert("docs".into(), c);
     if docs > 1 {
@@ -33,7 +42,15 @@ fn snapshot(docs: usize, with_history: bool) -> Snapshot {
         };
         s.history = History {
             commits: vec![
-                commit("c1", &[], vec![Change::Put { collection: "docs".into(), id: "d000".into(), document: json!({"n": 0}) }]),
+                commit(
+                    "c1",
+                    &[],
+                    vec![
+                        Change::Put { collection: "docs".into(), id: "d000".into(), document: json!({"n": 0}) },
+                        // The document the bundle holds: stored without it (format version 2).
+                        Change::Put { collection: "docs".into(), id: "d001".into(), document: c_doc(1) },
+                    ],
+                ),
                 commit("c2", &["c1"], vec![Change::Delete { collection: "docs".into(), id: "d000".into() }]),
             ],
             branches: [("main".to_string(), "c2".to_string())].into(),

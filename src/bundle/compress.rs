@@ -44,8 +44,21 @@ pub(crate) fn new_zstd() -> Result<zstd::bulk::Compressor<'static>> {
     Ok(c)
 }
 
-/// An encoded block, and the raw payload's buffer given back for reuse.
-pub(crate) type Encoded = Result<(Vec<u8>, Vec<u8>)>;
+/// An encoded block, the raw payload's buffer given back for reuse, and
+/// for a DOCUMENTS block the hashes of its documents, in order (the
+/// writer's fingerprints, docs/FORMAT.md §3.2: hashed here, on the
+/// compression workers, rather than on the writer's thread).
+pub(crate) type Encoded = Result<(Vec<u8>, Vec<u8>, Vec<u128>)>;
+
+/// Encodes a block and hashes its documents (see [`Encoded`]).
+fn encode_job(zstd: &mut zstd::bulk::Compressor<'static>, scratch: &mut Vec<u8>, kind: BlockKind, raw: Vec<u8>) -> Encoded {
+    let block = encode_block_with(zstd, scratch, kind, &raw)?;
+    let mut hashes = Vec::new();
+    if kind == BlockKind::Documents {
+        super::fingerprint::document_hashes(&raw, &mut hashes);
+    }
+    Ok((block, raw, hashes))
+}
 
 /// A block handed to the pipeline and the encoded bytes it will become.
 pub(crate) enum Pending {
@@ -102,7 +115,7 @@ impl Compressor {
             return;
         }
         let pending = match self.inline.as_mut() {
-            Some((z, scratch)) => Pending::Ready(encode_block_with(z, scratch, kind, &raw).map(|block| (block, raw))),
+            Some((z, scratch)) => Pending::Ready(encode_job(z, scratch, kind, raw)),
             None => Pending::Ready(Err(Error::Io(std::io::Error::other("no compressor")))),
         };
         self.in_flight.push_back(pending);
@@ -113,7 +126,7 @@ impl Compressor {
 mod pool {
     use std::sync::mpsc;
 
-    use super::{encode_block_with, new_zstd, Encoded, Pending};
+    use super::{encode_job, new_zstd, Encoded, Pending};
     use crate::bundle::workers::Workers;
     use crate::bundle::BlockKind;
     use crate::error::{Error, Result};
@@ -127,7 +140,7 @@ mod pool {
         pub(crate) fn new(threads: usize) -> Result<Self> {
             let state = || Ok((new_zstd()?, Vec::new()));
             Workers::<Job>::new(threads, "coffer-compress", state, |(zstd, scratch), (kind, raw, reply)| {
-                let _ = reply.send(encode_block_with(zstd, scratch, kind, &raw).map(|block| (block, raw)));
+                let _ = reply.send(encode_job(zstd, scratch, kind, raw));
             })
             .map(Self)
         }

@@ -18,6 +18,7 @@
 //! when writing). The normative description is docs/FORMAT.md §3.
 
 mod compress;
+mod fingerprint;
 mod reader;
 #[cfg(not(target_arch = "wasm32"))]
 mod workers;
@@ -31,15 +32,19 @@ use std::io::{Read, Write};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Change, Commit, Snapshot};
 
 /// First 8 bytes of every bundle. PNG-style: a high byte, a name, CR LF,
 /// ^Z, LF, so text-mode transfers that mangle line endings are detected.
 pub const MAGIC: [u8; 8] = *b"\x89CFB\r\n\x1a\n";
 /// Last 8 bytes of every bundle.
 pub const END_MAGIC: [u8; 8] = *b"CFB-END\n";
-/// The only format version this build writes and reads.
-pub const VERSION: u16 = 1;
+/// The format version this build writes (docs/FORMAT.md §6). It reads
+/// every version from [`MIN_READ_VERSION`] to this one.
+pub const VERSION: u16 = 2;
+/// The oldest format version this build reads: version 1, whose history
+/// repeats every document it puts in full.
+pub const MIN_READ_VERSION: u16 = 1;
 /// Header: magic, version, flags.
 pub const HEADER_LEN: usize = 12;
 /// Block header: kind, codec, raw_len, stored_len.
@@ -164,6 +169,9 @@ pub fn to_vec(snapshot: &Snapshot) -> Result<Vec<u8>> {
 }
 
 /// Reads a whole bundle into a [`Snapshot`], checking every hash and count.
+/// Puts a version-2 bundle stores without their document come back as full
+/// [`Change::Put`]s of the snapshot's document, so a snapshot read back
+/// equals the one written.
 pub fn read_snapshot<R: Read>(input: R, limits: ReadLimits) -> Result<Snapshot> {
     let mut reader = BundleReader::new(input, limits)?;
     let mut snapshot = Snapshot::default();
@@ -182,11 +190,31 @@ pub fn read_snapshot<R: Read>(input: R, limits: ReadLimits) -> Result<Snapshot> 
                     c.documents.insert(doc.id, value);
                 }
             }
-            Item::Commit(commit) => snapshot.history.commits.push(*commit),
+            Item::Commit(mut commit) => {
+                resolve_puts(&mut commit, &snapshot)?;
+                snapshot.history.commits.push(*commit);
+            }
             Item::Branches(branches) => snapshot.history.branches = branches,
         }
     }
     Ok(snapshot)
+}
+
+/// Turns every [`Change::PutSnapshot`] of `commit` into the full put of the
+/// snapshot's document (the reader checked that it holds one).
+pub(crate) fn resolve_puts(commit: &mut Commit, snapshot: &Snapshot) -> Result<()> {
+    for change in &mut commit.changes {
+        if let Change::PutSnapshot { collection, id } = change {
+            let Some(document) = snapshot.collections.get(collection.as_str()).and_then(|c| c.documents.get(id.as_str())) else {
+                return Err(Error::corrupt(format!(
+                    "commit {:?} puts {id:?} of {collection:?} without a document, but the bundle holds no such document",
+                    commit.id
+                )));
+            };
+            *change = Change::Put { collection: std::mem::take(collection), id: std::mem::take(id), document: document.clone() };
+        }
+    }
+    Ok(())
 }
 
 /// Reads a bundle from memory.

@@ -6,14 +6,15 @@ use std::io::{Read, Seek, SeekFrom, Take};
 use serde_json::{Map, Value};
 
 use super::compress::within_ratio;
+use super::fingerprint::{self, Fingerprints};
 use super::{
     get_varint, hash_block, BlockKind, Toc, TocCollection, BLOCK_HEADER_LEN, CODEC_STORED, CODEC_ZSTD, END_MAGIC, HEADER_LEN, MAGIC, MAX_BLOCK_RAW, MAX_RECORD,
-    TRAILER_LEN, VERSION,
+    MIN_READ_VERSION, TRAILER_LEN, VERSION,
 };
 use crate::canonical;
 use crate::error::{from_read, Error, Result};
 use crate::io_util::read_full;
-use crate::snapshot::{validate_collection_name, validate_id, Commit, MAX_ID_LEN};
+use crate::snapshot::{validate_collection_name, validate_id, Change, Commit, MAX_ID_LEN};
 
 /// Bounds a reader enforces on top of the format's own.
 #[derive(Debug, Clone)]
@@ -68,7 +69,9 @@ pub enum Item {
     },
     /// A document of the current collection.
     Document(DocumentRef),
-    /// A commit, in canonical order.
+    /// A commit, in canonical order. A put the bundle stores without its
+    /// document (version 2) is a [`Change::PutSnapshot`]: a put of the
+    /// bundle's document of that collection and id.
     Commit(Box<Commit>),
     /// The branches (always last).
     Branches(BTreeMap<String, String>),
@@ -125,6 +128,11 @@ pub struct BundleReader<R: Read> {
     changes_text: Option<Vec<u8>>,
     /// What a worker already checked in the records of `self.block`.
     checked: Checked,
+    /// The bundle's format version (header).
+    version: u16,
+    /// Fingerprints of the documents read, to check the puts of a version-2
+    /// history against (docs/FORMAT.md §3.2); not kept by fragment readers.
+    fingerprints: Fingerprints,
     /// Blocks read ahead and decoded on worker threads (native builds).
     #[cfg(not(target_arch = "wasm32"))]
     ahead: ahead::ReadAhead,
@@ -134,13 +142,13 @@ impl<R: Read> BundleReader<R> {
     /// Reads and checks the header.
     pub fn new(mut input: R, limits: ReadLimits) -> Result<Self> {
         let mut header = [0u8; HEADER_LEN];
-        read_header(&mut input, &mut header)?;
-        let mut reader = Self::with_state(input, limits, HEADER_LEN as u64, Expect::Schema, None)?;
+        let version = read_header(&mut input, &mut header)?;
+        let mut reader = Self::with_state(input, limits, HEADER_LEN as u64, Expect::Schema, None, version)?;
         reader.bytes.update(&header);
         Ok(reader)
     }
 
-    fn with_state(input: R, limits: ReadLimits, offset: u64, expect: Expect, fragment: Option<TocCollection>) -> Result<Self> {
+    fn with_state(input: R, limits: ReadLimits, offset: u64, expect: Expect, fragment: Option<TocCollection>, version: u16) -> Result<Self> {
         Ok(Self {
             input,
             limits,
@@ -168,9 +176,65 @@ impl<R: Read> BundleReader<R> {
             keep_changes_text: false,
             changes_text: None,
             checked: Checked::default(),
+            version,
+            fingerprints: Fingerprints::default(),
             #[cfg(not(target_arch = "wasm32"))]
             ahead: ahead::ReadAhead::new(0),
         })
+    }
+
+    /// The bundle's format version, from its header (1 or 2).
+    pub fn version(&self) -> u16 {
+        self.version
+    }
+
+    /// Whether documents are fingerprinted: a whole version-2 bundle.
+    fn fingerprinting(&self) -> bool {
+        self.version >= 2 && self.fragment.is_none()
+    }
+
+    /// What the workers check in each block.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn check_options(&self) -> CheckOptions {
+        CheckOptions { keep_text: self.keep_changes_text, max_record: self.limits.max_record, fingerprint: self.fingerprinting() }
+    }
+
+    /// Checks a commit's puts against the rule of its version
+    /// (docs/FORMAT.md §3.2): in version 1 every put carries its document;
+    /// in version 2 a put carries it exactly when the bundle's documents do
+    /// not hold that collection and id byte for byte.
+    fn check_puts(&mut self, commit: &Commit) -> Result<()> {
+        for change in &commit.changes {
+            match change {
+                Change::PutSnapshot { collection, id } if self.version < 2 => {
+                    return Err(Error::corrupt(format!(
+                        "commit {:?} puts {id:?} of {collection:?} without a document, which a version-1 bundle does not allow",
+                        commit.id
+                    )));
+                }
+                Change::PutSnapshot { collection, id } if self.fingerprints.get(fingerprint::key(collection, id)).is_none() => {
+                    return Err(Error::corrupt(format!(
+                        "commit {:?} puts {id:?} of {collection:?} without a document, but the bundle holds no such document",
+                        commit.id
+                    )));
+                }
+                Change::Put { collection, id, document } if self.version >= 2 => {
+                    let Some(hash) = self.fingerprints.get(fingerprint::key(collection, id)) else { continue };
+                    let mut json = std::mem::take(&mut self.stored);
+                    json.clear();
+                    let same = canonical::write(document, &mut json).map(|()| fingerprint::document(&json) == hash);
+                    self.stored = json;
+                    if same? {
+                        return Err(Error::corrupt(format!(
+                            "commit {:?} puts {id:?} of {collection:?} with the very document the bundle holds, which version 2 writes without it",
+                            commit.id
+                        )));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Sets the number of threads that decompress and check blocks ahead of
@@ -251,6 +315,14 @@ impl<R: Read> BundleReader<R> {
                 if self.last_id.as_ref().is_some_and(|last| last.as_bytes() >= id.as_bytes()) {
                     return Err(Error::corrupt(format!("document {id:?} is out of order or duplicated")));
                 }
+                if self.fingerprinting() {
+                    let hash = match self.checked.doc_hashes.pop_front() {
+                        Some(hash) if prechecked => hash,
+                        _ => fingerprint::document(json),
+                    };
+                    let name = self.collections.last().map_or("", |c| c.name.as_str());
+                    self.fingerprints.push((fingerprint::key(name, id), hash));
+                }
                 let (id, json) = (id.to_string(), json.to_vec());
                 if let Some(entry) = self.collections.last_mut() {
                     entry.documents += 1;
@@ -280,6 +352,7 @@ impl<R: Read> BundleReader<R> {
                 if self.last_commit.as_ref().is_some_and(|(g, id)| (*g, id.as_bytes()) >= (generation, commit.id.as_bytes())) {
                     return Err(Error::corrupt(format!("commit {:?} is out of order or duplicated", commit.id)));
                 }
+                self.check_puts(&commit)?;
                 self.generations.insert(commit.id.clone(), generation);
                 self.last_commit = Some((generation, commit.id.clone()));
                 self.commits += 1;
@@ -363,6 +436,8 @@ impl<R: Read> BundleReader<R> {
             }
             (BlockKind::Commits, Expect::Body | Expect::Commits) if raw_len > 0 => {
                 self.close_collection();
+                // The documents ended: their fingerprints are complete.
+                self.fingerprints.seal()?;
                 self.history_offset.get_or_insert(start);
                 self.expect = Expect::Commits;
                 self.block_kind = kind;
@@ -406,7 +481,7 @@ impl<R: Read> BundleReader<R> {
             // The first block of records: from here on blocks are read
             // ahead and decoded on worker threads.
             let stored = self.read_stored(&header, start)?;
-            self.ahead.start(stored, self.keep_changes_text, self.limits.max_record)?;
+            self.ahead.start(stored, self.check_options())?;
             return self.load_ahead(start);
         }
         self.read_payload(&header, start).map(Some)
@@ -417,7 +492,7 @@ impl<R: Read> BundleReader<R> {
     fn load_ahead(&mut self, start: u64) -> Result<Option<(BlockKind, u32, u32)>> {
         while let Some(read_from) = self.ahead.room() {
             let next = self.read_next(read_from);
-            self.ahead.push(next, self.keep_changes_text, self.limits.max_record);
+            self.ahead.push(next, self.check_options());
         }
         match self.ahead.pop()? {
             ahead::Next::Block { stored, raw, checked } => {
@@ -611,6 +686,19 @@ struct Checked {
     failure: Option<Error>,
     /// The first commits of the block, parsed, in order.
     commits: std::collections::VecDeque<ParsedCommit>,
+    /// The hashes of the documents before `to`, in order, when fingerprinting.
+    doc_hashes: std::collections::VecDeque<u128>,
+}
+
+/// What a worker checks in a block's records.
+#[derive(Clone, Copy)]
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+struct CheckOptions {
+    /// Keep the canonical text of each commit's change set.
+    keep_text: bool,
+    max_record: usize,
+    /// Hash each document (a version-2 bundle's fingerprints).
+    fingerprint: bool,
 }
 
 struct ParsedCommit {
@@ -628,13 +716,18 @@ const PARSE_AHEAD: usize = 4 << 20;
 
 /// Checks the records of a block on its own (see [`Checked`]).
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
-fn check_records(kind: BlockKind, raw: &[u8], max_record: usize, keep_text: bool) -> Checked {
+fn check_records(kind: BlockKind, raw: &[u8], options: CheckOptions) -> Checked {
+    let CheckOptions { keep_text, max_record, fingerprint } = options;
     let mut checked = Checked::default();
     let mut parsed = 0;
     while checked.to < raw.len() {
         let mut pos = checked.to;
         let result = match kind {
-            BlockKind::Documents => document_record(raw, &mut pos, max_record, true).map(|_| ()),
+            BlockKind::Documents => document_record(raw, &mut pos, max_record, true).map(|(_, json)| {
+                if fingerprint {
+                    checked.doc_hashes.push_back(fingerprint::document(json));
+                }
+            }),
             BlockKind::Commits => take_record(raw, &mut pos, max_record).and_then(|json| {
                 if parsed >= PARSE_AHEAD {
                     return canonical_commit(json);
@@ -759,7 +852,8 @@ fn take_record<'a>(buf: &'a [u8], pos: &mut usize, max: usize) -> Result<&'a [u8
     Ok(record)
 }
 
-fn read_header<R: Read>(input: &mut R, header: &mut [u8; HEADER_LEN]) -> Result<()> {
+/// Reads and checks the header; returns the format version.
+fn read_header<R: Read>(input: &mut R, header: &mut [u8; HEADER_LEN]) -> Result<u16> {
     let got = read_full(input, header)?;
     if got < MAGIC.len() || header[..MAGIC.len()] != MAGIC {
         if got < MAGIC.len() && header[..got] == MAGIC[..got] {
@@ -772,13 +866,13 @@ fn read_header<R: Read>(input: &mut R, header: &mut [u8; HEADER_LEN]) -> Result<
     }
     let version = u16::from_le_bytes([header[8], header[9]]);
     let flags = u16::from_le_bytes([header[10], header[11]]);
-    if version != VERSION {
-        return Err(Error::UnsupportedVersion(format!("bundle version {version}; this build reads version {VERSION}")));
+    if !(MIN_READ_VERSION..=VERSION).contains(&version) {
+        return Err(Error::UnsupportedVersion(format!("bundle version {version}; this build reads versions {MIN_READ_VERSION} to {VERSION}")));
     }
     if flags != 0 {
         return Err(Error::UnsupportedVersion(format!("bundle flags {flags:#06x} are not understood")));
     }
-    Ok(())
+    Ok(version)
 }
 
 /// Reads the table of contents of a seekable bundle without decoding the
@@ -786,7 +880,7 @@ fn read_header<R: Read>(input: &mut R, header: &mut [u8; HEADER_LEN]) -> Result<
 pub fn read_toc<R: Read + Seek>(input: &mut R) -> Result<Toc> {
     input.seek(SeekFrom::Start(0))?;
     let mut header = [0u8; HEADER_LEN];
-    read_header(input, &mut header)?;
+    let version = read_header(input, &mut header)?;
     let len = input.seek(SeekFrom::End(0))?;
     let min = (HEADER_LEN + BLOCK_HEADER_LEN + TRAILER_LEN) as u64;
     if len < min {
@@ -804,7 +898,7 @@ pub fn read_toc<R: Read + Seek>(input: &mut R) -> Result<Toc> {
     }
     input.seek(SeekFrom::Start(toc_offset))?;
     let toc_len = len - TRAILER_LEN as u64 - toc_offset;
-    let mut fragment = BundleReader::with_state(input.take(toc_len), ReadLimits::default(), toc_offset, Expect::Toc, None)?;
+    let mut fragment = BundleReader::with_state(input.take(toc_len), ReadLimits::default(), toc_offset, Expect::Toc, None, version)?;
     fragment.read_toc_block()
 }
 
@@ -842,7 +936,8 @@ pub fn read_collection<R: Read + Seek>(mut input: R, name: &str) -> Result<Bundl
     input.seek(SeekFrom::Start(entry.offset))?;
     let stored = entry.stored_bytes;
     let offset = entry.offset;
-    BundleReader::with_state(input.take(stored), ReadLimits::default(), offset, Expect::Body, Some(entry))
+    // A fragment reads documents only: the version matters to commits.
+    BundleReader::with_state(input.take(stored), ReadLimits::default(), offset, Expect::Body, Some(entry), VERSION)
 }
 
 /// Read-ahead: blocks are read on the reader's thread (the input is a
@@ -855,7 +950,7 @@ mod ahead {
     use std::collections::VecDeque;
     use std::sync::mpsc;
 
-    use super::{check_records, decode, new_decompressor, Checked, Stored};
+    use super::{check_records, decode, new_decompressor, CheckOptions, Checked, Stored};
     use crate::bundle::workers::Workers;
     use crate::bundle::{BlockKind, BLOCK_HEADER_LEN};
     use crate::error::{Error, Result};
@@ -872,7 +967,7 @@ mod ahead {
     }
 
     type Decoded = (Stored, Result<(Vec<u8>, Checked)>);
-    type Job = (Stored, bool, usize, mpsc::SyncSender<Decoded>);
+    type Job = (Stored, CheckOptions, mpsc::SyncSender<Decoded>);
 
     enum Slot {
         Block { raw_len: u32, reply: mpsc::Receiver<Decoded> },
@@ -908,9 +1003,9 @@ mod ahead {
         }
 
         /// Starts the workers with the first block.
-        pub(super) fn start(&mut self, first: Stored, keep_text: bool, max_record: usize) -> Result<()> {
+        pub(super) fn start(&mut self, first: Stored, options: CheckOptions) -> Result<()> {
             self.pool = Some(Pool::new(self.threads)?);
-            self.push(Ok(Some(first)), keep_text, max_record);
+            self.push(Ok(Some(first)), options);
             Ok(())
         }
 
@@ -921,7 +1016,7 @@ mod ahead {
         }
 
         /// Queues what reading the next block gave.
-        pub(super) fn push(&mut self, next: Result<Option<Stored>>, keep_text: bool, max_record: usize) {
+        pub(super) fn push(&mut self, next: Result<Option<Stored>>, options: CheckOptions) {
             let slot = match next {
                 Ok(Some(stored)) => {
                     let end = stored.start + BLOCK_HEADER_LEN as u64 + u64::from(stored.stored_len);
@@ -929,7 +1024,7 @@ mod ahead {
                     self.next_offset = (stored.kind != BlockKind::Toc).then_some(end);
                     let raw_len = stored.raw_len;
                     let submitted = match &self.pool {
-                        Some(pool) => pool.submit(stored, keep_text, max_record),
+                        Some(pool) => pool.submit(stored, options),
                         None => Err(stopped()),
                     };
                     match submitted {
@@ -980,10 +1075,10 @@ mod ahead {
 
     impl Pool {
         fn new(threads: usize) -> Result<Self> {
-            Workers::<Job>::new(threads, "coffer-decode", new_decompressor, |zstd, (stored, keep_text, max_record, reply)| {
+            Workers::<Job>::new(threads, "coffer-decode", new_decompressor, |zstd, (stored, options, reply)| {
                 let mut raw = Vec::new();
                 let decoded = decode(zstd, &stored, &mut raw).map(|()| {
-                    let checked = check_records(stored.kind, &raw, max_record, keep_text);
+                    let checked = check_records(stored.kind, &raw, options);
                     (raw, checked)
                 });
                 let _ = reply.send((stored, decoded));
@@ -991,9 +1086,9 @@ mod ahead {
             .map(Self)
         }
 
-        fn submit(&self, stored: Stored, keep_text: bool, max_record: usize) -> Result<mpsc::Receiver<Decoded>> {
+        fn submit(&self, stored: Stored, options: CheckOptions) -> Result<mpsc::Receiver<Decoded>> {
             let (reply, rx) = mpsc::sync_channel(1);
-            if self.0.send((stored, keep_text, max_record, reply)) {
+            if self.0.send((stored, options, reply)) {
                 Ok(rx)
             } else {
                 Err(stopped())
@@ -1017,7 +1112,6 @@ mod tests {
             br#"{"author":"ada","changes":[],"extra":1,"id":"c1","message":"m","parents":[],"timestamp":5}"#,
             br#"{"author":"ada","changes":[],"id":"c1","message":"m","parents":[],"timestamp":5.5}"#,
             br#"{"changes":[],"author":"ada","id":"c1","message":"m","parents":[],"timestamp":5}"#, // key order
-            br#"{"author":"ada","changes":[{"collection":"c","id":"d","op":"put"}],"id":"c1","message":"m","parents":[],"timestamp":5}"#,
             br#"{"author":"ada", "changes":[],"id":"c1","message":"m","parents":[],"timestamp":5}"#,
         ] {
             assert_eq!(read_commit(bad).unwrap_err().code(), "CORRUPT", "{}", String::from_utf8_lossy(bad));
@@ -1044,9 +1138,11 @@ mod tests {
         assert_eq!(code(b"hello world, not a bundle"), Some("NOT_A_BUNDLE"));
         assert_eq!(code(&MAGIC[..5]), Some("TRUNCATED"));
         assert_eq!(code(b""), Some("TRUNCATED"));
-        let mut v2 = MAGIC.to_vec();
-        v2.extend_from_slice(&2u16.to_le_bytes());
-        v2.extend_from_slice(&0u16.to_le_bytes());
-        assert_eq!(code(&v2), Some("UNSUPPORTED_VERSION"));
+        for version in [0u16, VERSION + 1] {
+            let mut header = MAGIC.to_vec();
+            header.extend_from_slice(&version.to_le_bytes());
+            header.extend_from_slice(&0u16.to_le_bytes());
+            assert_eq!(code(&header), Some("UNSUPPORTED_VERSION"), "version {version}");
+        }
     }
 }

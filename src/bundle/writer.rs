@@ -6,10 +6,11 @@ use std::io::Write;
 use serde_json::{Map, Value};
 
 use super::compress::{encode_block, new_zstd, Compressor};
+use super::fingerprint::{self, Fingerprints};
 use super::{hash_block, put_varint, BlockKind, Summary, Toc, TocCollection, BLOCK_TARGET, END_MAGIC, MAGIC, MAX_RECORD, VERSION};
 use crate::canonical;
 use crate::error::{Error, Result};
-use crate::snapshot::{validate_collection_name, validate_id, Commit};
+use crate::snapshot::{validate_collection_name, validate_id, Change, Commit};
 
 /// Options of the bundle writer. None of them changes the bytes written.
 #[derive(Debug, Clone, Default)]
@@ -62,6 +63,12 @@ enum Owner {
 /// canonical order (generation, then id), then [`finish`](Self::finish).
 /// Any order violation is `INVALID_INPUT`: the writer never silently produces
 /// a non-canonical bundle.
+///
+/// The writer writes format version 2: a put in the history whose document
+/// the bundle's documents hold byte for byte is written without it
+/// (docs/FORMAT.md §3.2). To decide, it keeps a fingerprint of every
+/// document added: 32 bytes per document (up to twice that while the
+/// documents are added), hashed on the compression workers.
 pub struct BundleWriter<W: Write> {
     out: W,
     offset: u64,
@@ -87,6 +94,10 @@ pub struct BundleWriter<W: Write> {
     scratch: Vec<u8>,
     /// Buffers of raw payloads the compressor gave back, for the next blocks.
     spare: Vec<Vec<u8>>,
+    /// Key and document hash of every document added (the hashes come back
+    /// from the compression workers, in order: `hashed` are in).
+    fingerprints: Fingerprints,
+    hashed: usize,
 }
 
 /// Raw payload buffers kept for reuse, and the largest capacity kept.
@@ -125,6 +136,8 @@ impl<W: Write> BundleWriter<W> {
             stored_bytes: 0,
             scratch: Vec::new(),
             spare: Vec::new(),
+            fingerprints: Fingerprints::default(),
+            hashed: 0,
         };
         let schema = canonical::to_vec(schema)?;
         check_record(schema.len(), "schema")?;
@@ -192,6 +205,8 @@ impl<W: Write> BundleWriter<W> {
         self.buf.extend_from_slice(id.as_bytes());
         put_varint(&mut self.buf, json.len() as u64);
         self.buf.extend_from_slice(json);
+        // The document's hash comes from the compression worker of its block.
+        self.fingerprints.push((fingerprint::key(&self.collections[index].name, id), 0));
         self.collections[index].documents += 1;
         self.last_id = Some(id.to_string());
         if self.buf.len() >= BLOCK_TARGET {
@@ -202,10 +217,45 @@ impl<W: Write> BundleWriter<W> {
 
     /// Adds a commit. Its parents must already have been added, and commits
     /// must come in canonical order: generation, then id.
+    ///
+    /// A [`Change::Put`] whose document the bundle's documents hold byte for
+    /// byte is written without it, as a [`Change::PutSnapshot`]; a
+    /// `PutSnapshot` of a document the bundle does not hold is
+    /// `INVALID_INPUT` (docs/FORMAT.md §3.2).
     pub fn add_commit(&mut self, commit: &Commit) -> Result<()> {
         commit.validate()?;
         let generation = self.commit_generation(&commit.id, &commit.parents)?;
-        let json = canonical::to_vec(&serde_json::to_value(commit).map_err(|e| Error::invalid(e.to_string()))?)?;
+        if self.stage == Stage::Collections {
+            self.enter_history()?;
+        }
+        let mut value = serde_json::to_value(commit).map_err(|e| Error::invalid(e.to_string()))?;
+        if let Some(Value::Array(changes)) = value.get_mut("changes") {
+            for (change, json) in commit.changes.iter().zip(changes.iter_mut()) {
+                match change {
+                    Change::Put { collection, id, document } => {
+                        let Some(hash) = self.fingerprints.get(fingerprint::key(collection, id)) else { continue };
+                        let mut doc = std::mem::take(&mut self.scratch);
+                        doc.clear();
+                        canonical::write(document, &mut doc)?;
+                        let same = fingerprint::document(&doc) == hash;
+                        self.scratch = doc;
+                        if same {
+                            if let Value::Object(members) = json {
+                                members.remove("document");
+                            }
+                        }
+                    }
+                    Change::PutSnapshot { collection, id } if self.fingerprints.get(fingerprint::key(collection, id)).is_none() => {
+                        return Err(Error::invalid(format!(
+                            "commit {:?} puts the snapshot's document {id:?} of {collection:?} (a put without document), but the bundle holds no such document",
+                            commit.id
+                        )));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let json = canonical::to_vec(&value)?;
         self.push_commit(&commit.id, generation, &[&json])
     }
 
@@ -217,6 +267,10 @@ impl<W: Write> BundleWriter<W> {
     ///
     /// The writer checks the commit's id, its parents and that `changes` is
     /// framed as a JSON array. **The caller guarantees the rest**: that
+    /// each put is written without its document exactly when the bundle's
+    /// documents hold that collection and id byte for byte (the rule of
+    /// docs/FORMAT.md §3.2, which [`add_commit`](Self::add_commit) applies
+    /// itself; this text is copied, not parsed), that
     /// `changes` is exactly the canonical JSON (docs/FORMAT.md §2) of a valid
     /// array of changes (what `canonical::to_vec` gives for the serialized
     /// `Vec<Change>`), with valid collection names and document ids, and
@@ -350,7 +404,12 @@ impl<W: Write> BundleWriter<W> {
         self.finish_collection_hash();
         self.stage = Stage::History;
         self.buf_kind = BlockKind::Commits;
-        Ok(())
+        // Every document's hash must be back before a put is looked up.
+        self.drain(0)?;
+        if self.hashed != self.fingerprints.len() {
+            return Err(Error::Io(std::io::Error::other("the compression workers hashed fewer documents than were added")));
+        }
+        self.fingerprints.seal()
     }
 
     fn finish_collection_hash(&mut self) {
@@ -400,7 +459,11 @@ impl<W: Write> BundleWriter<W> {
             let (Some(pending), Some(owner)) = (self.compressor.in_flight.pop_front(), self.owners.pop_front()) else {
                 break;
             };
-            let (block, mut raw) = pending.wait()?;
+            let (block, mut raw, hashes) = pending.wait()?;
+            for hash in hashes {
+                self.fingerprints.set_document(self.hashed, hash);
+                self.hashed += 1;
+            }
             if self.spare.len() < SPARE_BUFFERS && (BLOCK_TARGET..=SPARE_CAPACITY).contains(&raw.capacity()) {
                 raw.clear();
                 self.spare.push(raw);

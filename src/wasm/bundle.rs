@@ -10,6 +10,7 @@
 //! same bytes here and in the CLI.
 
 use std::collections::btree_map::{BTreeMap, Entry};
+use std::collections::HashMap;
 use std::io::{Cursor, Read, Take};
 
 use serde_json::{json, Map, Value};
@@ -20,7 +21,7 @@ use crate::bundle::{self, BundleReader, BundleWriter, Item, ReadLimits, Toc, Wri
 use crate::canonical;
 use crate::error::{Error, Result};
 use crate::seal::{self, OpenLimits};
-use crate::snapshot::{document_id, validate_collection_name, History};
+use crate::snapshot::{document_id, validate_collection_name, Change, History};
 
 /// One collection being built: its config and its documents (id → canonical JSON).
 struct Pending {
@@ -168,8 +169,21 @@ fn reader(bytes: &[u8]) -> Result<BundleReader<Take<Cursor<&[u8]>>>> {
     BundleReader::new(Cursor::new(bytes).take(u64::MAX), ReadLimits::default())
 }
 
+/// Where [`unbundle_text`] finds a document's stored JSON to resolve a put
+/// without document (a version-2 bundle's [`Change::PutSnapshot`]): a range
+/// of its output when that is the stored text, else a copy.
+enum Stored {
+    Output(usize, usize),
+    Copy(Vec<u8>),
+}
+
 fn unbundle_text(bytes: &[u8]) -> Result<String> {
     let mut reader = reader(bytes)?;
+    // Version 2 stores a put of a document the bundle holds without it; JS
+    // users get the full put, and bundling it again omits it again.
+    let resolve = reader.version() >= 2;
+    let mut stored: HashMap<(String, String), Stored> = HashMap::new();
+    let mut current = String::new();
     let mut out = Vec::with_capacity(bytes.len() * 4);
     out.extend_from_slice(b"{\"collections\":{");
     let mut schema = Value::Null;
@@ -190,6 +204,7 @@ fn unbundle_text(bytes: &[u8]) -> Result<String> {
                 }
                 first_collection = false;
                 key(&mut out, &name)?;
+                current = name;
                 out.extend_from_slice(b"{\"config\":");
                 push_json(&mut out, &Value::Object(config))?;
                 out.extend_from_slice(b",\"documents\":[");
@@ -201,9 +216,28 @@ fn unbundle_text(bytes: &[u8]) -> Result<String> {
                     out.push(b',');
                 }
                 first_document = false;
-                out.extend_from_slice(&document_text(&doc)?);
+                let text = document_text(&doc)?;
+                if resolve {
+                    let place = if text == doc.json { Stored::Output(out.len(), out.len() + text.len()) } else { Stored::Copy(doc.json.clone()) };
+                    stored.insert((current.clone(), doc.id.clone()), place);
+                }
+                out.extend_from_slice(&text);
             }
-            Item::Commit(commit) => commits.push(serde_json::to_value(&*commit).map_err(|e| Error::corrupt(e.to_string()))?),
+            Item::Commit(mut commit) => {
+                for change in &mut commit.changes {
+                    if let Change::PutSnapshot { collection, id } = change {
+                        // The same document may be put more than once.
+                        let json = match stored.get(&(collection.clone(), id.clone())) {
+                            Some(Stored::Output(start, end)) => canonical::parse(&out[*start..*end])?,
+                            Some(Stored::Copy(json)) => canonical::parse(json)?,
+                            None => return Err(Error::corrupt("a put without document refers to no document of the bundle")),
+                        };
+                        let (collection, id) = (std::mem::take(collection), std::mem::take(id));
+                        *change = Change::Put { collection, id, document: json };
+                    }
+                }
+                commits.push(serde_json::to_value(&*commit).map_err(|e| Error::corrupt(e.to_string()))?)
+            }
             Item::Branches(b) => branches = b,
         }
     }
