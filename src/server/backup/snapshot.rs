@@ -564,6 +564,7 @@ fn publish(tx: &rusqlite::Transaction<'_>, staging: i64, staged: Staged, options
                 data::apply_change(tx, db, MAIN, &change)?;
                 configure.push(change);
             }
+            drop_duplicate_versions(tx, staging, db)?;
             tx.execute("UPDATE documents SET db = ?1 WHERE db = ?2", params![db, staging])?;
             tx.execute("UPDATE versions SET db = ?1 WHERE db = ?2", params![db, staging])?;
             tx.execute("UPDATE commits SET db = ?1 WHERE db = ?2 AND id NOT IN (SELECT id FROM commits WHERE db = ?1)", params![db, staging])?;
@@ -597,6 +598,30 @@ fn publish(tx: &rusqlite::Transaction<'_>, staging: i64, staged: Staged, options
         }
     }
     Ok(counts)
+}
+
+/// Deletes the versions of the staged commits the target holds already (the
+/// target gained them while the restore was staged: they stay behind, with
+/// the staging database, and their versions must not move as orphans). A
+/// put's own version is never shared in staging, except the staged
+/// document's, which stays.
+fn drop_duplicate_versions(tx: &rusqlite::Transaction<'_>, staging: i64, target: i64) -> ApiResult<()> {
+    let texts: Vec<String> = tx
+        .prepare("SELECT changes FROM commits WHERE db = ?1 AND id IN (SELECT id FROM commits WHERE db = ?2)")?
+        .query_map(params![staging, target], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut staged_vid = tx.prepare_cached("SELECT vid FROM documents WHERE db = ?1 AND branch = ?2 AND collection = ?3 AND id = ?4")?;
+    for text in &texts {
+        for element in data::stored_elements(text.as_bytes())? {
+            if let Some(put) = data::stored_put(element)? {
+                let document: Option<i64> = staged_vid.query_row(params![staging, MAIN, put.collection, put.id], |r| r.get(0)).optional()?;
+                if document != Some(put.v) {
+                    tx.execute("DELETE FROM versions WHERE vid = ?1 AND db = ?2", params![put.v, staging])?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Rows deleted per transaction when a staging database is dropped.
