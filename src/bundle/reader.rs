@@ -203,20 +203,12 @@ impl<R: Read> BundleReader<R> {
     /// (docs/FORMAT.md §3.2): in version 1 every put carries its document;
     /// in version 2 a put carries it exactly when the bundle's documents do
     /// not hold that collection and id byte for byte.
+    #[inline(never)] // the wasm build has a size budget
     fn check_puts(&mut self, commit: &Commit) -> Result<()> {
         for change in &commit.changes {
-            match change {
-                Change::PutSnapshot { collection, id } if self.version < 2 => {
-                    return Err(Error::corrupt(format!(
-                        "commit {:?} puts {id:?} of {collection:?} without a document, which a version-1 bundle does not allow",
-                        commit.id
-                    )));
-                }
-                Change::PutSnapshot { collection, id } if self.fingerprints.get(fingerprint::key(collection, id)).is_none() => {
-                    return Err(Error::corrupt(format!(
-                        "commit {:?} puts {id:?} of {collection:?} without a document, but the bundle holds no such document",
-                        commit.id
-                    )));
+            let broken = match change {
+                Change::PutSnapshot { collection, id } => {
+                    (self.version < 2 || self.fingerprints.get(fingerprint::key(collection, id)).is_none()).then_some((collection, id, "without a document"))
                 }
                 Change::Put { collection, id, document } if self.version >= 2 => {
                     let Some(hash) = self.fingerprints.get(fingerprint::key(collection, id)) else { continue };
@@ -224,14 +216,15 @@ impl<R: Read> BundleReader<R> {
                     json.clear();
                     let same = canonical::write(document, &mut json).map(|()| fingerprint::document(&json) == hash);
                     self.stored = json;
-                    if same? {
-                        return Err(Error::corrupt(format!(
-                            "commit {:?} puts {id:?} of {collection:?} with the very document the bundle holds, which version 2 writes without it",
-                            commit.id
-                        )));
-                    }
+                    same?.then_some((collection, id, "with the very document the bundle holds"))
                 }
-                _ => {}
+                _ => None,
+            };
+            if let Some((collection, id, how)) = broken {
+                return Err(Error::corrupt(format!(
+                    "commit {:?} puts {id:?} of {collection:?} {how}, which bundle version {} does not allow (a put is stored without its document exactly when the bundle holds that document)",
+                    commit.id, self.version
+                )));
             }
         }
         Ok(())
@@ -316,10 +309,11 @@ impl<R: Read> BundleReader<R> {
                     return Err(Error::corrupt(format!("document {id:?} is out of order or duplicated")));
                 }
                 if self.fingerprinting() {
-                    let hash = match self.checked.doc_hashes.pop_front() {
-                        Some(hash) if prechecked => hash,
+                    let hash = match self.checked.doc_hashes.get(self.checked.hashes_taken) {
+                        Some(&hash) if prechecked => hash,
                         _ => fingerprint::document(json),
                     };
+                    self.checked.hashes_taken += 1;
                     let name = self.collections.last().map_or("", |c| c.name.as_str());
                     self.fingerprints.push((fingerprint::key(name, id), hash));
                 }
@@ -687,7 +681,9 @@ struct Checked {
     /// The first commits of the block, parsed, in order.
     commits: std::collections::VecDeque<ParsedCommit>,
     /// The hashes of the documents before `to`, in order, when fingerprinting.
-    doc_hashes: std::collections::VecDeque<u128>,
+    doc_hashes: Vec<u128>,
+    /// How many of `doc_hashes` the reader took.
+    hashes_taken: usize,
 }
 
 /// What a worker checks in a block's records.
@@ -725,7 +721,7 @@ fn check_records(kind: BlockKind, raw: &[u8], options: CheckOptions) -> Checked 
         let result = match kind {
             BlockKind::Documents => document_record(raw, &mut pos, max_record, true).map(|(_, json)| {
                 if fingerprint {
-                    checked.doc_hashes.push_back(fingerprint::document(json));
+                    checked.doc_hashes.push(fingerprint::document(json));
                 }
             }),
             BlockKind::Commits => take_record(raw, &mut pos, max_record).and_then(|json| {

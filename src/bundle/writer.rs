@@ -240,9 +240,10 @@ impl<W: Write> BundleWriter<W> {
                         let same = fingerprint::document(&doc) == hash;
                         self.scratch = doc;
                         if same {
-                            if let Value::Object(members) = json {
-                                members.remove("document");
-                            }
+                            // Replaced whole, not by removing the member: the
+                            // wasm build has no other use of a map's removal.
+                            let by_ref = Change::PutSnapshot { collection: collection.clone(), id: id.clone() };
+                            *json = serde_json::to_value(&by_ref).map_err(|e| Error::invalid(e.to_string()))?;
                         }
                     }
                     Change::PutSnapshot { collection, id } if self.fingerprints.get(fingerprint::key(collection, id)).is_none() => {

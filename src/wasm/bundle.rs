@@ -10,7 +10,6 @@
 //! same bytes here and in the CLI.
 
 use std::collections::btree_map::{BTreeMap, Entry};
-use std::collections::HashMap;
 use std::io::{Cursor, Read, Take};
 
 use serde_json::{json, Map, Value};
@@ -182,7 +181,8 @@ fn unbundle_text(bytes: &[u8]) -> Result<String> {
     // Version 2 stores a put of a document the bundle holds without it; JS
     // users get the full put, and bundling it again omits it again.
     let resolve = reader.version() >= 2;
-    let mut stored: HashMap<(String, String), Stored> = HashMap::new();
+    // In bundle order, which is (collection, id) byte order: binary-searchable.
+    let mut stored: Vec<(String, String, Stored)> = Vec::new();
     let mut current = String::new();
     let mut out = Vec::with_capacity(bytes.len() * 4);
     out.extend_from_slice(b"{\"collections\":{");
@@ -219,7 +219,7 @@ fn unbundle_text(bytes: &[u8]) -> Result<String> {
                 let text = document_text(&doc)?;
                 if resolve {
                     let place = if text == doc.json { Stored::Output(out.len(), out.len() + text.len()) } else { Stored::Copy(doc.json.clone()) };
-                    stored.insert((current.clone(), doc.id.clone()), place);
+                    stored.push((current.clone(), doc.id.clone(), place));
                 }
                 out.extend_from_slice(&text);
             }
@@ -227,10 +227,11 @@ fn unbundle_text(bytes: &[u8]) -> Result<String> {
                 for change in &mut commit.changes {
                     if let Change::PutSnapshot { collection, id } = change {
                         // The same document may be put more than once.
-                        let json = match stored.get(&(collection.clone(), id.clone())) {
-                            Some(Stored::Output(start, end)) => canonical::parse(&out[*start..*end])?,
-                            Some(Stored::Copy(json)) => canonical::parse(json)?,
-                            None => return Err(Error::corrupt("a put without document refers to no document of the bundle")),
+                        let found = stored.binary_search_by(|(c, i, _)| (c.as_str(), i.as_str()).cmp(&(collection.as_str(), id.as_str())));
+                        let json = match found.map(|at| &stored[at].2) {
+                            Ok(Stored::Output(start, end)) => canonical::parse(&out[*start..*end])?,
+                            Ok(Stored::Copy(json)) => canonical::parse(json)?,
+                            Err(_) => return Err(Error::corrupt("a put without document refers to no document of the bundle")),
                         };
                         let (collection, id) = (std::mem::take(collection), std::mem::take(id));
                         *change = Change::Put { collection, id, document: json };

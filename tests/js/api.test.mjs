@@ -492,6 +492,36 @@ describe('bundles', () => {
     assert.match(coffer.digest(bytes), /^[0-9a-f]{64}$/);
   });
 
+  test('bundle format 2: a put of a document the bundle holds is stored once; unbundle gives it whole', () => {
+    const doc = { id: 'b', title: 'Bee', vector: [0.1, 0.2, 0.3] };
+    const put = (id, document) => ({ op: 'put', collection: 'docs', id, document });
+    const snap = {
+      collections: { docs: { documents: [doc, { id: 'c', v: 2 }] } },
+      history: {
+        commits: [
+          { id: 'c1', changes: [put('b', doc), put('c', { id: 'c', v: 1 })] },
+          { id: 'c2', parents: ['c1'], changes: [put('c', { id: 'c', v: 2.0 }), put('b', doc)] },
+        ],
+        branches: { main: 'c2' },
+      },
+    };
+    const bytes = coffer.bundle(snap);
+    const back = coffer.unbundle(bytes);
+    assert.deepEqual(back.history.commits.map((c) => c.changes), [
+      [put('b', doc), put('c', { id: 'c', v: 1 })],
+      [put('c', { id: 'c', v: 2 }), put('b', doc)],
+    ]);
+    assert.ok(equalBytes(coffer.bundle(back), bytes));
+    // Puts already without their document give the same bytes.
+    const byRef = structuredClone(snap);
+    delete byRef.history.commits[0].changes[0].document;
+    delete byRef.history.commits[1].changes[0].document;
+    assert.ok(equalBytes(coffer.bundle(byRef), bytes));
+    // ... but only for a document the bundle holds.
+    byRef.history.commits[0].changes.push({ op: 'put', collection: 'docs', id: 'zz' });
+    assert.equal(syncCode(() => coffer.bundle(byRef)), 'INVALID_INPUT');
+  });
+
   test('conflicting ids and bad history are refused', () => {
     assert.equal(syncCode(() => coffer.bundle({ collections: { d: { documents: [{ id: 'x', v: 1 }, { id: 'x', v: 2 }] } } })), 'INVALID_INPUT');
     assert.equal(syncCode(() => coffer.bundle({ history: { commits: [{ id: 'a', parents: ['b'] }, { id: 'b', parents: ['a'] }] } })), 'INVALID_INPUT');
