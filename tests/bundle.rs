@@ -632,3 +632,60 @@ fn the_rule_of_version_2_is_checked_both_ways() {
     assert_eq!(e.code(), "INVALID_INPUT");
     assert!(e.to_string().contains("\"b\""), "{e}");
 }
+
+/// What an insert-only history costs to write, puts stored without their
+/// documents (version 2) against the same change sets whole (the version-1
+/// encoding): `cargo test --release --test bundle insert_only_write_cost -- --ignored --nocapture`
+/// (COFFER_MEASURE_MIB sets the size, default 64).
+#[test]
+#[ignore]
+fn insert_only_write_cost() {
+    fn cpu_seconds() -> f64 {
+        let stat = fs_stat();
+        let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+        (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+    }
+    fn fs_stat() -> String {
+        std::fs::read_to_string("/proc/self/stat").unwrap_or_else(|_| "x) 0 0 0 0 0 0 0 0 0 0 0 0 0".into())
+    }
+    let mib: usize = std::env::var("COFFER_MEASURE_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+    let n = (mib << 20) / 1000;
+    // Hex text: about as compressible as real documents (zstd ~2x).
+    let doc =
+        |i: usize| format!(r#"{{"i":{i},"text":"{}"}}"#, (0..15).map(|k| blake3::hash(&(i * 16 + k).to_le_bytes()).to_hex().to_string()).collect::<String>());
+    for omit in [true, false] {
+        let (t, cpu) = (std::time::Instant::now(), cpu_seconds());
+        let mut w = bundle::BundleWriter::new(std::io::sink(), &Value::Null, WriteOptions::default()).unwrap();
+        w.begin_collection("c", &Default::default()).unwrap();
+        let mut json = serde_json::Value::Null;
+        for i in 0..n {
+            json = serde_json::from_str(&doc(i)).unwrap();
+            w.add_document(&format!("d{i:09}"), &json).unwrap();
+        }
+        drop(json);
+        let mut parents = Vec::new();
+        for chunk in 0..n.div_ceil(1000) {
+            let mut text = b"[".to_vec();
+            for i in chunk * 1000..(chunk * 1000 + 1000).min(n) {
+                if i > chunk * 1000 {
+                    text.push(b',');
+                }
+                let document = if omit { String::new() } else { format!(r#""document":{},"#, doc(i)) };
+                text.extend_from_slice(format!(r#"{{"collection":"c",{document}"id":"d{i:09}","op":"put"}}"#).as_bytes());
+            }
+            text.push(b']');
+            let id = format!("k{chunk:06}");
+            w.add_canonical_commit(&CanonicalCommit { id: &id, parents: &parents, author: "", message: "", timestamp: 0, changes: &text }).unwrap();
+            parents = vec![id];
+        }
+        let (_, summary) = w.finish(&[("main".to_string(), parents[0].clone())].into()).unwrap();
+        println!(
+            "{mib} MiB of documents, puts {}: raw {} MiB, stored {} MiB, {:.2} s wall, {:.2} CPU-s",
+            if omit { "without document" } else { "whole" },
+            summary.toc.raw_bytes >> 20,
+            summary.bytes >> 20,
+            t.elapsed().as_secs_f64(),
+            cpu_seconds() - cpu
+        );
+    }
+}

@@ -64,8 +64,22 @@ fn full_round_trip_gives_identical_bytes() {
     ok(coffer(&["open", p(&s), "-o", p(&o)], &PW));
     assert_eq!(fs::read(&o).unwrap(), fs::read(&b).unwrap());
     ok(coffer(&["unbundle", p(&s), "-o", p(&restored)], &PW));
+    // The sample's history puts a document the directory holds: bundle format
+    // 2 stores that put without it, and unbundle writes it so in history.json.
+    let history: Value = serde_json::from_slice(&fs::read(restored.join("history.json")).unwrap()).unwrap();
+    assert_eq!(history["commits"][0]["changes"][0], serde_json::json!({"collection": "docs", "id": "a", "op": "put"}));
     ok(coffer(&["bundle", p(&restored), "-o", p(&again)], &[]));
     assert_eq!(fs::read(&again).unwrap(), fs::read(&b).unwrap());
+    // dir -> bundle -> dir -> bundle: the same bytes again.
+    let (restored2, again2) = (t.path().join("restored2"), t.path().join("again2.cfb"));
+    ok(coffer(&["unbundle", p(&again), "-o", p(&restored2)], &[]));
+    ok(coffer(&["bundle", p(&restored2), "-o", p(&again2)], &[]));
+    assert_eq!(fs::read(&again2).unwrap(), fs::read(&b).unwrap());
+    // A put without document of a document the directory lacks is refused.
+    let mut bad = history.clone();
+    bad["commits"][0]["changes"][0]["id"] = "zz".into();
+    fs::write(restored2.join("history.json"), serde_json::to_vec(&bad).unwrap()).unwrap();
+    fails_with(coffer(&["bundle", p(&restored2), "-o", p(&t.path().join("bad.cfb"))], &[]), "INVALID_INPUT");
     let toc: Value = serde_json::from_slice(&ok(coffer(&["inspect", p(&b), "--json"], &[])).stdout).unwrap();
     assert_eq!(toc["toc"]["digest"], summary["digest"]);
 }

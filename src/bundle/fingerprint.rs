@@ -6,7 +6,8 @@
 //! Writer and reader keep, per document, a 128-bit key (blake3 of
 //! `collection ‖ 0x00 ‖ id`; a collection name holds no NUL byte) and the
 //! 128-bit blake3 of its canonical JSON: 32 bytes per document, in one vector
-//! sorted once the documents end (up to twice that while the vector grows).
+//! sorted once the documents end (up to twice that while the vector grows),
+//! plus an index of half a byte per document (native builds).
 
 use super::get_varint;
 use crate::error::Result;

@@ -68,7 +68,9 @@ enum Owner {
 /// the bundle's documents hold byte for byte is written without it
 /// (docs/FORMAT.md §3.2). To decide, it keeps a fingerprint of every
 /// document added: 32 bytes per document (up to twice that while the
-/// documents are added), hashed on the compression workers.
+/// documents are added), hashed on the compression workers; the writer's
+/// thread hashes only collection and id (~0.2 µs a document) and sorts the
+/// fingerprints once (~0.05 µs a document). A reader keeps the same.
 pub struct BundleWriter<W: Write> {
     out: W,
     offset: u64,
