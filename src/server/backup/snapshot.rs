@@ -259,19 +259,9 @@ const MAX_INLINE_NESTING: usize = data::MAX_CHANGE_VALUE_NESTING;
 
 /// Container nesting of a JSON text (0 for a scalar), from its bytes.
 fn text_nesting(text: &[u8]) -> usize {
-    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    for &b in text {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for (_, b) in data::structural(text).0 {
         match b {
-            b'"' => in_string = true,
             b'{' | b'[' => {
                 depth += 1;
                 deepest = deepest.max(depth);

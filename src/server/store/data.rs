@@ -383,19 +383,12 @@ pub fn encode_stored_changes(changes: &[Change], vids: &[PutVersion]) -> ApiResu
                 write_string(id, &mut out);
                 out.extend_from_slice(b",\"op\":\"put\"}");
             }
-            Change::PutSnapshot { collection, id } => {
+            Change::PutSnapshot { collection, id } | Change::Delete { collection, id } => {
                 out.extend_from_slice(b"{\"collection\":");
                 write_string(collection, &mut out);
                 out.extend_from_slice(b",\"id\":");
                 write_string(id, &mut out);
-                out.extend_from_slice(b",\"op\":\"put\"}");
-            }
-            Change::Delete { collection, id } => {
-                out.extend_from_slice(b"{\"collection\":");
-                write_string(collection, &mut out);
-                out.extend_from_slice(b",\"id\":");
-                write_string(id, &mut out);
-                out.extend_from_slice(b",\"op\":\"delete\"}");
+                out.extend_from_slice(if matches!(change, Change::Delete { .. }) { b",\"op\":\"delete\"}" } else { b",\"op\":\"put\"}" });
             }
             Change::Configure { collection, config } => {
                 out.extend_from_slice(b"{\"collection\":");
@@ -554,16 +547,12 @@ pub fn stored_put(element: &[u8]) -> ApiResult<Option<StoredPut>> {
     })
 }
 
-/// The top-level elements of a stored change set (a JSON array of objects),
-/// each as its text.
-pub fn stored_elements(text: &[u8]) -> ApiResult<Vec<&[u8]>> {
-    let bad = || ApiError::internal("stored changes are not a JSON array");
-    if text.first() != Some(&b'[') || text.last() != Some(&b']') {
-        return Err(bad());
-    }
-    let mut out = Vec::new();
-    let (mut depth, mut in_string, mut escaped, mut start) = (0usize, false, false, 1usize);
-    for (i, &b) in text.iter().enumerate().skip(1).take(text.len() - 2) {
+/// The bytes of a JSON text outside its strings, with their offsets: what
+/// the scanners below need to find structure without parsing values. The
+/// flag is false when the text ends inside a string.
+pub fn structural(text: &[u8]) -> (Vec<(usize, u8)>, bool) {
+    let (mut out, mut in_string, mut escaped) = (Vec::new(), false, false);
+    for (i, &b) in text.iter().enumerate() {
         if in_string {
             match (escaped, b) {
                 (true, _) => escaped = false,
@@ -571,20 +560,40 @@ pub fn stored_elements(text: &[u8]) -> ApiResult<Vec<&[u8]>> {
                 (false, b'"') => in_string = false,
                 _ => {}
             }
-            continue;
+        } else if b == b'"' {
+            in_string = true;
+        } else if matches!(b, b'{' | b'}' | b'[' | b']' | b',') {
+            out.push((i, b));
         }
+    }
+    (out, !in_string)
+}
+
+/// The top-level elements of a stored change set (a JSON array of objects),
+/// each as its text.
+pub fn stored_elements(text: &[u8]) -> ApiResult<Vec<&[u8]>> {
+    let bad = || ApiError::internal("stored changes are not a JSON array");
+    if text.first() != Some(&b'[') || text.last() != Some(&b']') {
+        return Err(bad());
+    }
+    let (marks, closed) = structural(text);
+    if !closed {
+        return Err(bad());
+    }
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0usize, 1usize);
+    for &(i, b) in &marks[1..marks.len() - 1] {
         match b {
-            b'"' => in_string = true,
             b'{' | b'[' => depth += 1,
             b'}' | b']' => depth = depth.checked_sub(1).ok_or_else(bad)?,
-            b',' if depth == 0 => {
+            _ if depth == 0 => {
                 out.push(&text[start..i]);
                 start = i + 1;
             }
             _ => {}
         }
     }
-    if in_string || depth != 0 {
+    if depth != 0 {
         return Err(bad());
     }
     if start < text.len() - 1 {
@@ -620,6 +629,25 @@ pub fn load_changes(conn: &Connection, text: &[u8]) -> ApiResult<Vec<Change>> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn stored_change_sets_split_into_their_elements_whatever_their_strings_hold() {
+        let text = br#"[{"collection":"c","id":"a,]}[\"","op":"put","v":1},{"collection":"c","id":"b","op":"delete"},{"op":"schema","schema":[[{"x":"\\"}]]}]"#;
+        let elements: Vec<&str> = stored_elements(text).unwrap().into_iter().map(|e| std::str::from_utf8(e).unwrap()).collect();
+        assert_eq!(
+            elements,
+            [
+                r#"{"collection":"c","id":"a,]}[\"","op":"put","v":1}"#,
+                r#"{"collection":"c","id":"b","op":"delete"}"#,
+                r#"{"op":"schema","schema":[[{"x":"\\"}]]}"#
+            ]
+        );
+        assert!(stored_elements(b"[]").unwrap().is_empty());
+        for bad in [&b"["[..], b"]", b"[\"]", b"[{]", b"[}]", b"{}"] {
+            assert!(stored_elements(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(structural(br#"{"a":[1,"[]"]}"#).0.iter().map(|m| m.1).collect::<Vec<_>>(), b"{[,]}");
+    }
 
     #[test]
     fn encoded_changes_are_the_canonical_json_of_the_change_set() {
