@@ -91,6 +91,26 @@ async fn load_big(client: &reqwest::Client, server: &Server, batches: usize) {
     }
 }
 
+/// Linux's SCHED_IDLE policy number.
+#[cfg(target_os = "linux")]
+const SCHED_IDLE: u32 = 5;
+
+/// The scheduling policies (field 41 of /proc/PID/task/TID/stat) of the
+/// threads of process `pid` named `name`.
+#[cfg(target_os = "linux")]
+fn thread_policies(pid: u32, name: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        let (head, rest) = stat.rsplit_once(')').unwrap();
+        if head.split_once('(').unwrap().1 == name {
+            // Fields after the name start at field 3 (state).
+            out.push(rest.split_whitespace().nth(41 - 3).unwrap().parse().unwrap());
+        }
+    }
+    out
+}
+
 /// Starts a restore of backup `full` into `acme/copy`; returns its id.
 async fn restore_full_to_copy(client: &reqwest::Client, server: &Server) -> String {
     let resp = client
@@ -142,6 +162,13 @@ async fn a_killed_backup_is_marked_interrupted_and_leaves_nothing() {
         }
         assert!(Instant::now() < deadline, "the backup never started");
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The backup's threads yield their cores to the server's writers (COFFER_BACKUP_IDLE, on by default).
+    #[cfg(target_os = "linux")]
+    {
+        let policies = thread_policies(server.child.id(), "coffer-backup");
+        assert!(!policies.is_empty(), "no coffer-backup thread while the backup runs");
+        assert!(policies.iter().all(|&p| p == SCHED_IDLE), "backup thread policies: {policies:?}");
     }
     server.child.kill().unwrap();
     server.child.wait().unwrap();

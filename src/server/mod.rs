@@ -66,6 +66,11 @@ pub struct Config {
     /// thread; 0..=19, 0 = none): a backup uses idle cores at full speed
     /// but yields them to the server's writers and readers.
     pub backup_nice: i32,
+    /// Runs a backup's threads under SCHED_IDLE (Linux): a writer that wakes
+    /// up takes the core at once instead of waiting for the backup thread's
+    /// time slice, which a niceness alone does not give. A backup then only
+    /// uses cores nothing else wants.
+    pub backup_idle: bool,
     /// Extra X25519 recipients (`coffer1…`) of `recipients` backups.
     pub recipients: Vec<String>,
     /// Backups the server makes by itself (`method: periodic`).
@@ -105,6 +110,7 @@ impl Default for Config {
             backup_rate_limit: 0,
             backup_threads: 0,
             backup_nice: 10,
+            backup_idle: true,
             recipients: Vec::new(),
             periodic: Vec::new(),
         }
@@ -124,6 +130,7 @@ impl std::fmt::Debug for Config {
             .field("backup_rate_limit", &self.backup_rate_limit)
             .field("backup_threads", &self.backup_threads)
             .field("backup_nice", &self.backup_nice)
+            .field("backup_idle", &self.backup_idle)
             .field("recipients", &self.recipients)
             .field("periodic", &self.periodic)
             .finish()
@@ -162,6 +169,7 @@ impl Config {
         env_parse("COFFER_BACKUP_RATE_LIMIT", &mut self.backup_rate_limit)?;
         env_parse("COFFER_BACKUP_THREADS", &mut self.backup_threads)?;
         env_parse("COFFER_BACKUP_NICE", &mut self.backup_nice)?;
+        env_parse("COFFER_BACKUP_IDLE", &mut self.backup_idle)?;
         if let Ok(v) = std::env::var("COFFER_RECIPIENTS") {
             self.recipients = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
         }
@@ -274,6 +282,7 @@ impl AppState {
             rate_limit: config.backup_rate_limit,
             threads: config.backup_threads,
             nice: config.backup_nice,
+            idle: config.backup_idle,
         };
         let engine = Arc::new(Engine::new(store.clone(), backend, node, engine_config, identity, recipients));
         engine.recover().await?;

@@ -131,6 +131,8 @@ pub struct EngineConfig {
     pub threads: usize,
     /// Niceness of a backup's threads (Linux; 0 = none).
     pub nice: i32,
+    /// A backup's threads run under SCHED_IDLE (Linux).
+    pub idle: bool,
 }
 
 /// The engine.
@@ -386,7 +388,7 @@ impl Engine {
             let config = self.config.clone();
             let database_name = database.clone();
             let runtime = tokio::runtime::Handle::current();
-            let file = run_niced(config.nice, move || -> ApiResult<BackupFile> {
+            let file = run_niced(config.nice, config.idle, move || -> ApiResult<BackupFile> {
                 let counting = Counting {
                     inner: SyncIoBridge::new_with_handle(writer, runtime),
                     hasher: blake3::Hasher::new(),
@@ -695,16 +697,16 @@ impl Engine {
 }
 
 /// Runs blocking work `f` on a thread of its own whose niceness is raised by
-/// `nice` (Linux, where niceness is per thread and inherited by the threads
-/// it starts: the bundle's compression and the seal's encryption workers).
-/// The thread ends with the job, so no pooled thread keeps the lower
-/// priority.
-async fn run_niced<T: Send + 'static>(nice: i32, f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
+/// `nice` and, if `idle`, under the SCHED_IDLE policy (Linux, where both are
+/// per thread and inherited by the threads it starts: the bundle's
+/// compression and the seal's encryption workers). The thread ends with the
+/// job, so no pooled thread keeps the lower priority.
+async fn run_niced<T: Send + 'static>(nice: i32, idle: bool, f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
     let (done, result) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("coffer-backup".into())
         .spawn(move || {
-            lower_priority(nice);
+            lower_priority(nice, idle);
             let _ = done.send(f());
         })
         .map_err(|e| ApiError::internal(format!("cannot start a backup thread: {e}")))?;
@@ -712,7 +714,7 @@ async fn run_niced<T: Send + 'static>(nice: i32, f: impl FnOnce() -> ApiResult<T
 }
 
 #[cfg(target_os = "linux")]
-fn lower_priority(nice: i32) {
+fn lower_priority(nice: i32, idle: bool) {
     if nice > 0 {
         // PRIO_PROCESS with pid 0 is the calling thread on Linux. Raising
         // one's own niceness needs no privilege; failing it only costs latency.
@@ -721,10 +723,22 @@ fn lower_priority(nice: i32) {
             tracing::debug!(error = %e, "cannot lower the backup thread's priority");
         }
     }
+    if idle {
+        // A niceness only weighs the time slices: a writer that wakes up
+        // still waits for the backup thread's slice to end, at every hop of
+        // its request. SCHED_IDLE threads give the core up at once. Moving
+        // oneself to SCHED_IDLE needs no privilege; failing it only costs latency.
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 is the calling thread; `param` outlives the call,
+        // which only reads it.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "cannot move the backup thread to SCHED_IDLE");
+        }
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn lower_priority(_nice: i32) {}
+fn lower_priority(_nice: i32, _idle: bool) {}
 
 fn names(toc: &crate::bundle::Toc) -> Vec<String> {
     toc.collections.iter().map(|c| c.name.clone()).collect()
