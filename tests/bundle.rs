@@ -74,8 +74,8 @@ fn bytes_are_deterministic_whatever_the_input_order_or_threads() {
     shuffled.history.commits.reverse();
     let a = bundle::to_vec(&snapshot).unwrap();
     let b = bundle::to_vec(&shuffled).unwrap();
-    let (c, _) = bundle::write_snapshot(&snapshot, Vec::new(), WriteOptions { threads: 1 }).unwrap();
-    let (d, _) = bundle::write_snapshot(&snapshot, Vec::new(), WriteOptions { threads: 5 }).unwrap();
+    let (c, _) = bundle::write_snapshot(&snapshot, Vec::new(), WriteOptions { threads: 1, ..Default::default() }).unwrap();
+    let (d, _) = bundle::write_snapshot(&snapshot, Vec::new(), WriteOptions { threads: 5, ..Default::default() }).unwrap();
     assert_eq!(a, b);
     assert_eq!(a, c);
     assert_eq!(a, d);
@@ -539,9 +539,16 @@ fn version_2_stores_a_put_of_a_document_the_bundle_holds_without_it() {
     assert_eq!(bundle::to_vec(&by_ref).unwrap(), bytes);
     // So do change sets given as text, and any number of threads, reading or writing.
     assert_eq!(write_with_canonical_commits(&by_ref), bytes);
-    let (one, _) = bundle::write_snapshot(&snapshot, Vec::new(), WriteOptions { threads: 1 }).unwrap();
+    let (one, _) = bundle::write_snapshot(&snapshot, Vec::new(), WriteOptions { threads: 1, ..Default::default() }).unwrap();
     assert_eq!(one, bytes);
     assert_eq!(read_with_threads(&bytes, 1, true), read_with_threads(&bytes, 3, true));
+    // A caller that decides the puts itself (puts_decided: no fingerprints)
+    // gets the same bytes when it decides right; the writer then writes puts
+    // as given, so whole puts of documents the bundle holds are refused by readers.
+    let decided = WriteOptions { puts_decided: true, ..Default::default() };
+    assert_eq!(bundle::write_snapshot(&by_ref, Vec::new(), decided.clone()).unwrap().0, bytes);
+    let undecided = bundle::write_snapshot(&snapshot, Vec::new(), decided).unwrap().0;
+    assert_eq!(bundle::from_slice(&undecided).unwrap_err().code(), "CORRUPT");
 }
 
 #[test]

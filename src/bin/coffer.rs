@@ -170,7 +170,7 @@ fn run(command: Command) -> Result<()> {
         Command::Bundle { dir, output, threads, fmt } => {
             let out = Output::create(&output)?;
             let progress = spinner(&format!("bundling {}", dir.display()));
-            let (writer, summary) = coffer::dir::bundle_dir(&dir, BufWriter::with_capacity(1 << 20, out), WriteOptions { threads })?;
+            let (writer, summary) = coffer::dir::bundle_dir(&dir, BufWriter::with_capacity(1 << 20, out), WriteOptions { threads, ..Default::default() })?;
             writer.into_inner().map_err(|e| Error::Io(e.into_error()))?.commit()?;
             progress.finish_and_clear();
             let collections: Vec<Value> = summary.toc.collections.iter().map(|c| json!({"name": c.name, "documents": c.documents})).collect();

@@ -50,11 +50,11 @@ pub(crate) fn new_zstd() -> Result<zstd::bulk::Compressor<'static>> {
 /// compression workers, rather than on the writer's thread).
 pub(crate) type Encoded = Result<(Vec<u8>, Vec<u8>, Vec<u128>)>;
 
-/// Encodes a block and hashes its documents (see [`Encoded`]).
-fn encode_job(zstd: &mut zstd::bulk::Compressor<'static>, scratch: &mut Vec<u8>, kind: BlockKind, raw: Vec<u8>) -> Encoded {
+/// Encodes a block and, if `hash`, hashes its documents (see [`Encoded`]).
+fn encode_job(zstd: &mut zstd::bulk::Compressor<'static>, scratch: &mut Vec<u8>, kind: BlockKind, raw: Vec<u8>, hash: bool) -> Encoded {
     let block = encode_block_with(zstd, scratch, kind, &raw)?;
     let mut hashes = Vec::new();
-    if kind == BlockKind::Documents {
+    if hash && kind == BlockKind::Documents {
         super::fingerprint::document_hashes(&raw, &mut hashes);
     }
     Ok((block, raw, hashes))
@@ -107,15 +107,16 @@ impl Compressor {
         })
     }
 
-    pub(crate) fn submit(&mut self, kind: BlockKind, raw: Vec<u8>) {
+    /// Queues a block; `hash`: hash the documents of a DOCUMENTS block.
+    pub(crate) fn submit(&mut self, kind: BlockKind, raw: Vec<u8>, hash: bool) {
         #[cfg(not(target_arch = "wasm32"))]
         if let Some(pool) = &self.pool {
-            let pending = pool.submit(kind, raw);
+            let pending = pool.submit(kind, raw, hash);
             self.in_flight.push_back(pending);
             return;
         }
         let pending = match self.inline.as_mut() {
-            Some((z, scratch)) => Pending::Ready(encode_job(z, scratch, kind, raw)),
+            Some((z, scratch)) => Pending::Ready(encode_job(z, scratch, kind, raw, hash)),
             None => Pending::Ready(Err(Error::Io(std::io::Error::other("no compressor")))),
         };
         self.in_flight.push_back(pending);
@@ -131,7 +132,7 @@ mod pool {
     use crate::bundle::BlockKind;
     use crate::error::{Error, Result};
 
-    type Job = (BlockKind, Vec<u8>, mpsc::SyncSender<Encoded>);
+    type Job = (BlockKind, Vec<u8>, bool, mpsc::SyncSender<Encoded>);
 
     /// Compression workers, each with its zstd context and output buffer.
     pub(crate) struct Pool(Workers<Job>);
@@ -139,15 +140,15 @@ mod pool {
     impl Pool {
         pub(crate) fn new(threads: usize) -> Result<Self> {
             let state = || Ok((new_zstd()?, Vec::new()));
-            Workers::<Job>::new(threads, "coffer-compress", state, |(zstd, scratch), (kind, raw, reply)| {
-                let _ = reply.send(encode_job(zstd, scratch, kind, raw));
+            Workers::<Job>::new(threads, "coffer-compress", state, |(zstd, scratch), (kind, raw, hash, reply)| {
+                let _ = reply.send(encode_job(zstd, scratch, kind, raw, hash));
             })
             .map(Self)
         }
 
-        pub(crate) fn submit(&self, kind: BlockKind, raw: Vec<u8>) -> Pending {
+        pub(crate) fn submit(&self, kind: BlockKind, raw: Vec<u8>, hash: bool) -> Pending {
             let (reply, rx) = mpsc::sync_channel(1);
-            if self.0.send((kind, raw, reply)) {
+            if self.0.send((kind, raw, hash, reply)) {
                 Pending::Waiting(rx)
             } else {
                 Pending::Ready(Err(Error::Io(std::io::Error::other("compression pool stopped"))))

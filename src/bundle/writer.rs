@@ -17,6 +17,13 @@ use crate::snapshot::{validate_collection_name, validate_id, Change, Commit};
 pub struct WriteOptions {
     /// Compression threads; 0 picks the machine's parallelism.
     pub threads: usize,
+    /// The caller writes every put of the history with or without its
+    /// document by the rule of docs/FORMAT.md §3.2.1 itself (as
+    /// [`Change::PutSnapshot`]s or in [`CanonicalCommit`] text), as the
+    /// server does from its versions: the writer then keeps no fingerprints
+    /// and hashes no document, and writes puts as given. A wrong decision
+    /// gives a bundle that readers refuse as `CORRUPT`.
+    pub puts_decided: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -100,6 +107,8 @@ pub struct BundleWriter<W: Write> {
     /// from the compression workers, in order: `hashed` are in).
     fingerprints: Fingerprints,
     hashed: usize,
+    /// Whether documents are fingerprinted (not when the caller decides the puts).
+    fingerprinting: bool,
 }
 
 /// Raw payload buffers kept for reuse, and the largest capacity kept.
@@ -140,6 +149,7 @@ impl<W: Write> BundleWriter<W> {
             spare: Vec::new(),
             fingerprints: Fingerprints::default(),
             hashed: 0,
+            fingerprinting: !options.puts_decided,
         };
         let schema = canonical::to_vec(schema)?;
         check_record(schema.len(), "schema")?;
@@ -208,7 +218,9 @@ impl<W: Write> BundleWriter<W> {
         put_varint(&mut self.buf, json.len() as u64);
         self.buf.extend_from_slice(json);
         // The document's hash comes from the compression worker of its block.
-        self.fingerprints.push((fingerprint::key(&self.collections[index].name, id), 0));
+        if self.fingerprinting {
+            self.fingerprints.push((fingerprint::key(&self.collections[index].name, id), 0));
+        }
         self.collections[index].documents += 1;
         self.last_id = Some(id.to_string());
         if self.buf.len() >= BLOCK_TARGET {
@@ -231,7 +243,7 @@ impl<W: Write> BundleWriter<W> {
             self.enter_history()?;
         }
         let mut value = serde_json::to_value(commit).map_err(|e| Error::invalid(e.to_string()))?;
-        if let Some(Value::Array(changes)) = value.get_mut("changes") {
+        if let (true, Some(Value::Array(changes))) = (self.fingerprinting, value.get_mut("changes")) {
             for (change, json) in commit.changes.iter().zip(changes.iter_mut()) {
                 match change {
                     Change::Put { collection, id, document } => {
@@ -450,7 +462,7 @@ impl<W: Write> BundleWriter<W> {
             Owner::Schema | Owner::History => {}
         }
         self.raw_bytes += raw.len() as u64;
-        self.compressor.submit(kind, raw);
+        self.compressor.submit(kind, raw, self.fingerprinting);
         self.owners.push_back(owner);
         let max = self.compressor.max_in_flight;
         self.drain(max)

@@ -111,7 +111,7 @@ fn build(collections: BTreeMap<String, Pending>, schema_json: &str, history_json
     let schema = canonical::parse(schema_json.as_bytes())?;
     let history: History = serde_json::from_slice(history_json.as_bytes()).map_err(|e| Error::InvalidInput(format!("malformed history: {e}")))?;
     let commits = history.canonical_order()?;
-    let mut writer = BundleWriter::new(Vec::new(), &schema, WriteOptions { threads: 1 })?;
+    let mut writer = BundleWriter::new(Vec::new(), &schema, WriteOptions { threads: 1, ..Default::default() })?;
     for (name, Pending { config, documents }) in collections {
         writer.begin_collection(&name, &config)?;
         for (id, json) in &documents {

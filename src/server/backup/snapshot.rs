@@ -74,7 +74,10 @@ fn snapshot_database<W: Write>(
         progress.documents_total.fetch_add(docs as u64, Ordering::Relaxed);
         progress.bytes_total.fetch_add(bytes as u64, Ordering::Relaxed);
         let schema = data::branch_schema(&tx, id, MAIN)?;
-        let mut writer = BundleWriter::new(out, &schema, WriteOptions { threads })?;
+        // The puts are decided here (canonical_changes and the parse path
+        // below apply the format's rule from the versions): the writer
+        // hashes no document.
+        let mut writer = BundleWriter::new(out, &schema, WriteOptions { threads, puts_decided: true })?;
         let collections = data::list_collections(&tx, id, MAIN)?;
         let mut documents = 0u64;
         let mut names = Vec::new();
