@@ -126,3 +126,40 @@ async fn every_route_checks_credentials_organization_and_role() {
     s.call(s.req_as(&org_admin, Method::PUT, "/api/v1/databases/acme/db/collections/c/documents/d3").json(&json!({"v": 3})), StatusCode::OK).await;
     s.stop().await;
 }
+
+/// `coffer_password_checks_total` of the server's `/metrics`.
+async fn password_checks(s: &TestServer) -> u64 {
+    let text = s.req(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|l| l.starts_with("coffer_password_checks_total ")).expect("the metric is exported");
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_is_checked_once_per_failure_and_once_per_success_remembered() {
+    let s = TestServer::start().await;
+    let whoami = |user: &'static str, password: &'static str| s.client.get(s.url("/api/v1/whoami")).basic_auth(user, Some(password)).send();
+    // The start-up made a token with the admin's password: that success is
+    // remembered, so using it again runs no Argon2id check.
+    let before = password_checks(&s).await;
+    for _ in 0..3 {
+        assert_eq!(whoami("admin", ADMIN_PASSWORD).await.unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(password_checks(&s).await, before);
+    // Every failure costs exactly one check (not two), for a known user and
+    // for an unknown one alike, and is never remembered.
+    for user in ["admin", "admin", "nobody"] {
+        let resp = whoami(user, "not-the-password").await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(resp.json::<Value>().await.unwrap()["code"], "UNAUTHORIZED");
+    }
+    assert_eq!(password_checks(&s).await, before + 3);
+    // Many failures at once queue for the checks (as many at once as cores)
+    // and each gets its answer.
+    let all = futures_util::future::join_all((0..12).map(|_| whoami("admin", "guess"))).await;
+    assert!(all.iter().all(|r| r.as_ref().unwrap().status() == StatusCode::UNAUTHORIZED));
+    assert_eq!(password_checks(&s).await, before + 15);
+    // A right password still works, from memory.
+    assert_eq!(whoami("admin", ADMIN_PASSWORD).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(password_checks(&s).await, before + 15);
+    s.stop().await;
+}

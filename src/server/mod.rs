@@ -218,6 +218,8 @@ pub struct Inner {
     pub link_key: [u8; 32],
     /// HTTP counters.
     pub http: api::HttpMetrics,
+    /// Basic-auth password checks (bounded, successes remembered).
+    pub passwords: store::auth::PasswordChecks,
 }
 
 /// Cheap-to-clone handle on [`Inner`].
@@ -289,7 +291,15 @@ impl AppState {
         for schedule in &config.periodic {
             engine.clone().schedule(schedule.clone())?;
         }
-        let state = AppState(Arc::new(Inner { config, store, engine, link_key, http: api::HttpMetrics::default() }));
+        let state = AppState(Arc::new(Inner {
+            config,
+            store,
+            engine,
+            link_key,
+            http: api::HttpMetrics::default(),
+            // As many password checks at once as cores: more only queue for them.
+            passwords: store::auth::PasswordChecks::new(std::thread::available_parallelism().map_or(2, usize::from))?,
+        }));
         Ok((state, generated))
     }
 }

@@ -101,23 +101,13 @@ impl FromRequestParts<AppState> for Auth {
             let text = std::str::from_utf8(&decoded).map_err(|_| ApiError::unauthorized("malformed Basic credentials"))?;
             let (name, password) = text.split_once(':').ok_or_else(|| ApiError::unauthorized("malformed Basic credentials"))?;
             let (name, password) = (name.to_string(), zeroize::Zeroizing::new(password.to_string()));
-            store
-                .run(move |c| {
-                    let found = auth::user_by_name(c, &name)?;
-                    // Verify against a dummy hash for unknown users, so timing does not tell.
-                    let (user, hash) = match found {
-                        Some(pair) => (Some(pair.0), pair.1),
-                        None => (None, auth::DUMMY_HASH.clone()),
-                    };
-                    match user {
-                        Some(u) if auth::verify_password(&password, &hash) => Ok(auth::principal_of(u)),
-                        _ => {
-                            let _ = auth::verify_password(&password, &hash);
-                            Err(ApiError::unauthorized("wrong user name or password"))
-                        }
-                    }
-                })
-                .await?
+            let lookup = name.clone();
+            let found = store.run(move |c| auth::user_by_name(c, &lookup)).await?;
+            let phc = found.as_ref().map(|(_, phc)| phc.as_str());
+            match (state.passwords.check(&name, password, phc).await?, found) {
+                (true, Some((user, _))) => auth::principal_of(user),
+                _ => return Err(ApiError::unauthorized("wrong user name or password")),
+            }
         } else {
             return Err(ApiError::unauthorized("unsupported authentication scheme (use Basic or Bearer)"));
         };
@@ -176,6 +166,12 @@ pub(crate) async fn metrics(State(state): State<AppState>, Auth(_): Auth) -> imp
     for (i, class) in ["1xx", "1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate().skip(1) {
         let _ = writeln!(out, "coffer_http_requests_total{{class=\"{class}\"}} {}", m.requests[i].load(Ordering::Relaxed));
     }
+    let _ = writeln!(
+        out,
+        "# HELP coffer_password_checks_total Argon2id checks of Basic-auth passwords (a success is remembered for {} s).\n# TYPE coffer_password_checks_total counter\ncoffer_password_checks_total {}",
+        auth::PasswordChecks::TTL.as_secs(),
+        state.passwords.runs.load(Ordering::Relaxed)
+    );
     let _ = writeln!(out, "# HELP coffer_http_request_duration_seconds HTTP request latency.\n# TYPE coffer_http_request_duration_seconds histogram");
     let mut cumulative = 0;
     for (i, b) in BUCKETS_MS.iter().enumerate() {

@@ -115,6 +115,83 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     }
 }
 
+/// Basic-auth password checks: Argon2id, run at most `limit` at once, and
+/// remembered for a while once they succeed.
+///
+/// Every Basic request would otherwise cost an Argon2id hash (19 MiB, tens of
+/// milliseconds of CPU): a client polling a job's status with its password
+/// took a core from the job it watched, and anyone could make the server
+/// hash (and allocate) as often as it sent requests. So:
+/// - at most `limit` checks run at once; further requests wait for a slot
+///   (a future, not a thread or 19 MiB each);
+/// - a success is remembered for [`Self::TTL`] under a keyed hash of user
+///   name and password (the key is random per process; no password is kept),
+///   together with the user's stored hash: a changed password or a removed
+///   user no longer matches. Failures are never remembered, so an attacker's
+///   guesses each cost one full check, unknown users included (against a
+///   dummy hash, so timing tells no user name).
+pub struct PasswordChecks {
+    key: [u8; 32],
+    remembered: std::sync::Mutex<std::collections::HashMap<[u8; 32], (String, std::time::Instant)>>,
+    slots: tokio::sync::Semaphore,
+    /// Argon2id checks run (successes remembered are not counted).
+    pub runs: std::sync::atomic::AtomicU64,
+}
+
+impl PasswordChecks {
+    /// How long a successful check is remembered.
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(300);
+    /// Most successes remembered (a bounded map: at most this many
+    /// entries of ~150 bytes).
+    const MAX_REMEMBERED: usize = 4096;
+
+    /// Checks that run at most `limit` at once.
+    pub fn new(limit: usize) -> ApiResult<Self> {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| ApiError::internal(format!("no random source: {e}")))?;
+        Ok(Self { key, remembered: Default::default(), slots: tokio::sync::Semaphore::new(limit.max(1)), runs: Default::default() })
+    }
+
+    fn remembered_key(&self, name: &str, password: &str) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_keyed(&self.key);
+        h.update(&(name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        h.update(password.as_bytes());
+        *h.finalize().as_bytes()
+    }
+
+    /// Whether `password` is the password of `user` (`None`: no such user;
+    /// `phc` is then ignored), on the blocking pool when a check must run.
+    pub async fn check(&self, name: &str, password: Zeroizing<String>, user: Option<&str>) -> ApiResult<bool> {
+        let key = self.remembered_key(name, &password);
+        if let Some(phc) = user {
+            let now = std::time::Instant::now();
+            let remembered = self.remembered.lock().map_err(|_| ApiError::internal("password checks poisoned"))?;
+            if remembered.get(&key).is_some_and(|(known, at)| known == phc && now.duration_since(*at) < Self::TTL) {
+                return Ok(true);
+            }
+        }
+        let _slot = self.slots.acquire().await.map_err(|_| ApiError::internal("password checks closed"))?;
+        self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let phc = user.map(str::to_string);
+        let against = phc.clone().unwrap_or_else(|| DUMMY_HASH.clone());
+        // Unknown users are checked against the dummy hash too: same time.
+        let verified = tokio::task::spawn_blocking(move || verify_password(&password, &against)).await? && phc.is_some();
+        if let (true, Some(phc)) = (verified, phc) {
+            let now = std::time::Instant::now();
+            let mut remembered = self.remembered.lock().map_err(|_| ApiError::internal("password checks poisoned"))?;
+            if remembered.len() >= Self::MAX_REMEMBERED {
+                remembered.retain(|_, (_, at)| now.duration_since(*at) < Self::TTL);
+                if remembered.len() >= Self::MAX_REMEMBERED {
+                    remembered.clear();
+                }
+            }
+            remembered.insert(key, (phc, now));
+        }
+        Ok(verified)
+    }
+}
+
 /// Fails with WEAK_PASSPHRASE when zxcvbn scores `secret` below 3 of 4.
 pub fn check_strength(what: &str, secret: &str, user_inputs: &[&str]) -> ApiResult<()> {
     let entropy = zxcvbn::zxcvbn(secret, user_inputs);
