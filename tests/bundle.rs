@@ -551,6 +551,40 @@ fn version_2_stores_a_put_of_a_document_the_bundle_holds_without_it() {
     assert_eq!(bundle::from_slice(&undecided).unwrap_err().code(), "CORRUPT");
 }
 
+/// Every item of a bundle, read by a reader whose caller resolves puts
+/// (`resolves`) or not; the error code if the reading fails.
+fn items_resolving(bytes: &[u8], resolves: bool) -> Result<Vec<Item>, String> {
+    let mut reader = BundleReader::new(bytes, ReadLimits::default()).map_err(|e| e.code().to_string())?;
+    reader.caller_resolves_puts(resolves);
+    let mut items = Vec::new();
+    while let Some(item) = reader.next_item().map_err(|e| e.code().to_string())? {
+        items.push(item);
+    }
+    Ok(items)
+}
+
+#[test]
+fn a_reader_whose_caller_resolves_puts_skips_only_the_fingerprint_checks() {
+    let snapshot = history_snapshot(3);
+    let bytes = bundle::to_vec(&snapshot).unwrap();
+    let items = items_resolving(&bytes, true).unwrap();
+    assert_eq!(items, items_resolving(&bytes, false).unwrap());
+    assert!(items.iter().any(|item| matches!(item, Item::Commit(c) if c.changes.iter().any(|ch| matches!(ch, Change::PutSnapshot { .. })))));
+    // Whole puts of documents the bundle holds (a second encoding of the
+    // same snapshot): refused by a full reader, read as written by one whose
+    // caller resolves puts (it stores the same snapshot either way).
+    let decided = WriteOptions { puts_decided: true, ..Default::default() };
+    let whole = bundle::write_snapshot(&snapshot, Vec::new(), decided).unwrap().0;
+    assert_eq!(items_resolving(&whole, false).unwrap_err(), "CORRUPT");
+    let read = items_resolving(&whole, true).unwrap();
+    assert_eq!(read.len(), items.len());
+    assert!(!read.iter().any(|item| matches!(item, Item::Commit(c) if c.changes.iter().any(|ch| matches!(ch, Change::PutSnapshot { .. })))));
+    // A put without document stays refused where the format never allows it (version 1).
+    let v1 = with_version(&bytes, 1);
+    assert_eq!(items_resolving(&v1, true).unwrap_err(), "CORRUPT");
+    assert_eq!(items_resolving(&v1, false).unwrap_err(), "CORRUPT");
+}
+
 #[test]
 fn an_insert_only_history_stores_each_document_once() {
     let snapshot = history_snapshot(20_000);

@@ -131,8 +131,11 @@ pub struct BundleReader<R: Read> {
     /// The bundle's format version (header).
     version: u16,
     /// Fingerprints of the documents read, to check the puts of a version-2
-    /// history against (docs/FORMAT.md §3.2); not kept by fragment readers.
+    /// history against (docs/FORMAT.md §3.2); not kept by fragment readers,
+    /// nor when the caller resolves puts itself.
     fingerprints: Fingerprints,
+    /// See [`caller_resolves_puts`](Self::caller_resolves_puts).
+    caller_resolves_puts: bool,
     /// Blocks read ahead and decoded on worker threads (native builds).
     #[cfg(not(target_arch = "wasm32"))]
     ahead: ahead::ReadAhead,
@@ -178,6 +181,7 @@ impl<R: Read> BundleReader<R> {
             checked: Checked::default(),
             version,
             fingerprints: Fingerprints::default(),
+            caller_resolves_puts: false,
             #[cfg(not(target_arch = "wasm32"))]
             ahead: ahead::ReadAhead::new(0),
         })
@@ -188,9 +192,24 @@ impl<R: Read> BundleReader<R> {
         self.version
     }
 
-    /// Whether documents are fingerprinted: a whole version-2 bundle.
+    /// Whether documents are fingerprinted: a whole version-2 bundle whose
+    /// caller does not resolve puts itself.
     fn fingerprinting(&self) -> bool {
-        self.version >= 2 && self.fragment.is_none()
+        self.version >= 2 && self.fragment.is_none() && !self.caller_resolves_puts
+    }
+
+    /// For a consumer that resolves every put without document of a
+    /// version-2 history against the documents it received, and refuses one
+    /// whose document the bundle does not hold (`CORRUPT`), as the server's
+    /// restore does: the reader then keeps no fingerprints (no hash of every
+    /// document on the decoding threads, 32 bytes per document less) and
+    /// only refuses a put without document in a version-1 bundle. What it no
+    /// longer refuses is a put that carries the very document the bundle
+    /// holds: a second encoding of the same snapshot, which such a consumer
+    /// stores the same. Call it before the first item; readers that hand the
+    /// bundle on (verify, import, `read_snapshot`) keep every check.
+    pub fn caller_resolves_puts(&mut self, yes: bool) {
+        self.caller_resolves_puts = yes;
     }
 
     /// What the workers check in each block.
@@ -207,10 +226,10 @@ impl<R: Read> BundleReader<R> {
     fn check_puts(&mut self, commit: &Commit) -> Result<()> {
         for change in &commit.changes {
             let broken = match change {
-                Change::PutSnapshot { collection, id } => {
-                    (self.version < 2 || self.fingerprints.get(fingerprint::key(collection, id)).is_none()).then_some((collection, id, "without a document"))
-                }
-                Change::Put { collection, id, document } if self.version >= 2 => {
+                Change::PutSnapshot { collection, id } => (self.version < 2
+                    || (!self.caller_resolves_puts && self.fingerprints.get(fingerprint::key(collection, id)).is_none()))
+                .then_some((collection, id, "without a document")),
+                Change::Put { collection, id, document } if self.version >= 2 && !self.caller_resolves_puts => {
                     let Some(hash) = self.fingerprints.get(fingerprint::key(collection, id)) else { continue };
                     let mut json = std::mem::take(&mut self.stored);
                     json.clear();

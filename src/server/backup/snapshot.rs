@@ -328,6 +328,10 @@ pub fn restore_bundle<R: Read>(store: &Store, reader: BundleReader<R>, options: 
         let mut reader = reader;
         // Change sets are stored in the store's form (puts refer to versions), from the parsed changes.
         reader.keep_changes_text(false);
+        // A put without document is resolved below, against the staged
+        // document of that id (CORRUPT when there is none): the reader need
+        // not fingerprint every document for it.
+        reader.caller_resolves_puts(true);
         let read = (|| -> ApiResult<()> {
             // Items go over in batches: one hand-over per batch, not per document.
             let mut batch = Vec::new();
