@@ -3,10 +3,13 @@
 // import, so `import { open } from 'coffer'` is all it takes.
 import { readFileSync } from 'node:fs';
 import { initSync as initWasmSync } from './wasm/coffer_wasm.js';
-import { markReady } from './lib/state.js';
+import { prefaulter } from './lib/prefault-node.js';
+import { markReady, setOutputPrefault } from './lib/state.js';
 
 initWasmSync({ module: readFileSync(new URL('./wasm/coffer_wasm_bg.wasm', import.meta.url)) });
 markReady();
+// seal/open of 32 MiB or more: the output's pages fault in on libuv's threadpool.
+setOutputPrefault(prefaulter());
 
 export * from './lib/api.js';
 

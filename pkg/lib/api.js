@@ -4,7 +4,7 @@
 import * as raw from '../wasm/coffer_wasm.js';
 import { Collector, toBytes } from './bytes.js';
 import { adopt, call, CofferError, ERROR_CODES, invalid, isCofferError } from './errors.js';
-import { ensureReady } from './state.js';
+import { ensureReady, outputPrefault } from './state.js';
 import { rawOpener, rawSealer, runAllSync, WasmOpener, WasmSealer } from './wasm.js';
 import { hasWebCrypto, WebCryptoOpener, WebCryptoSealer } from './webcrypto.js';
 
@@ -104,7 +104,7 @@ export async function seal(data, key, options) {
   const [webCrypto, optionsJson] = sealOptions(options);
   if (webCrypto && hasWebCrypto()) {
     try {
-      const output = new Collector();
+      const output = new Collector(outputPrefault());
       const sealer = await WebCryptoSealer.create(output.add, passphrase, recipients, optionsJson);
       return await webCryptoAll(sealer, output, input, sealer.sealedLength(input.length));
     } catch (e) {
@@ -121,7 +121,7 @@ export async function open(sealed, key, options) {
   const [passphrase, identity] = openKey(key);
   if (openOptions(options) && hasWebCrypto()) {
     try {
-      const output = new Collector();
+      const output = new Collector(outputPrefault());
       const opener = new WebCryptoOpener(output.add, passphrase, identity);
       const body = await opener.header(input);
       return await webCryptoAll(opener, output, body, opener.plaintextLength(input.length));

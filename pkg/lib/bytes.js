@@ -114,23 +114,41 @@ export class SegmentCutter {
  * (`expect`), the output is allocated once and each chunk is copied in as it
  * arrives, while later segments are still being encrypted; before that, or
  * if the size turns out wrong, chunks are kept and joined at the end.
+ *
+ * `prefault(out, from)` (Node: lib/prefault-node.js; none in browsers) may
+ * fault the output's pages in off the main thread. It returns null, or an
+ * object whose `before(end)` says whether a write up to `end` has to wait
+ * (a promise), `wrote(end)` hears of each write, and `settled()` resolves
+ * once it touches the output no more. `add` then returns a promise when it
+ * had to wait; the Pipeline of webcrypto.js waits for it before the next.
  */
 export class Collector {
   #parts = [];
   #out = null;
   #at = 0;
+  #prefault;
+  #fault = null;
+
+  constructor(prefault = null) {
+    this.#prefault = prefault;
+  }
 
   add = (bytes) => {
     if (this.#out !== null && this.#at + bytes.length <= this.#out.length) {
+      const end = this.#at + bytes.length;
+      const wait = this.#fault?.before(end);
+      if (wait) return wait.then(() => this.add(bytes));
       this.#out.set(bytes, this.#at);
-      this.#at += bytes.length;
-      return;
+      this.#at = end;
+      this.#fault?.wrote(end);
+      return undefined;
     }
     if (this.#out !== null) {
       this.#parts.push(this.#out.subarray(0, this.#at));
       this.#out = null;
     }
     this.#parts.push(bytes);
+    return undefined;
   };
 
   expect(size) {
@@ -139,9 +157,11 @@ export class Collector {
     this.#parts = [];
     this.#out = new Uint8Array(size);
     for (const part of parts) this.add(part);
+    if (this.#out !== null && this.#prefault !== null) this.#fault = this.#prefault(this.#out, this.#at);
   }
 
-  result() {
+  async result() {
+    await this.#fault?.settled();
     if (this.#out === null) return concat(this.#parts);
     return this.#at === this.#out.length ? this.#out : this.#out.subarray(0, this.#at);
   }

@@ -5,6 +5,9 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
 import init, * as coffer from 'coffer';
+import { Collector } from '../../pkg/lib/bytes.js';
+import { PREFAULT_MIN, prefaulter } from '../../pkg/lib/prefault-node.js';
+import { outputPrefault } from '../../pkg/lib/state.js';
 import * as raw from '../../pkg/wasm/coffer_wasm.js';
 import { collect, codeOf, equalBytes, FAST, pseudoRandom, SEGMENT, streamOf } from './helpers.mjs';
 
@@ -401,6 +404,98 @@ describe('sealing', () => {
       for (let r = await reader.read(); !r.done; r = await reader.read()) got += r.value.length;
       assert.equal(got, data.length);
     }
+  });
+});
+
+describe('large one-shot outputs (Node: faulted in on the threadpool)', () => {
+  test('the Node entry registers the prefault; outputs from PREFAULT_MIN on use it', () => {
+    assert.equal(typeof outputPrefault(), 'function');
+    assert.equal(outputPrefault()(new Uint8Array(1024), 0), null, 'small outputs are left alone');
+    assert.ok(PREFAULT_MIN <= 32 << 20);
+  });
+
+  test('seal and open above PREFAULT_MIN give what the pure-wasm path gives, and fail as it does', async () => {
+    const alice = coffer.generateIdentity();
+    const key = { recipients: [alice.publicKey] };
+    const me = { identity: alice.identity };
+    const data = pseudoRandom(PREFAULT_MIN + 3 * (1 << 20) + 123, 41);
+    const sealed = await coffer.seal(data, key);
+    assert.equal(sealed.length, coffer.sealSync(data, key).length, 'same layout');
+    assert.ok(equalBytes(coffer.openSync(sealed, me), data), 'WebCrypto seal → wasm open');
+    const sealedInWasm = coffer.sealSync(data, key);
+    const opened = await coffer.open(sealedInWasm, me);
+    assert.ok(equalBytes(opened, coffer.openSync(sealedInWasm, me)), 'WebCrypto open = wasm open');
+    assert.ok(equalBytes(opened, data));
+    assert.equal(opened.byteOffset, 0);
+    assert.equal(opened.buffer.byteLength, data.length, 'the output is exactly the plaintext');
+
+    const { headerLen, segmentSize } = coffer.inspect(sealed);
+    const unit = segmentSize + 16;
+    const flipped = sealed.slice();
+    flipped[headerLen + 20 * unit + 7] ^= 1;
+    const cases = [
+      ['wrong identity', sealed, { identity: coffer.generateIdentity().identity }, 'WRONG_KEY'],
+      ['cut at a segment boundary', sealed.subarray(0, headerLen + 20 * unit), me, 'TRUNCATED'],
+      ['cut inside the last segment', sealed.subarray(0, sealed.length - 1), me, 'CORRUPT'],
+      ['a bit flipped in segment 20', flipped, me, 'CORRUPT'],
+    ];
+    for (const [what, bytes, k, expected] of cases) {
+      assert.equal(await codeOf(() => coffer.open(bytes, k)), expected, `${what} (WebCrypto)`);
+      assert.equal(await codeOf(async () => coffer.openSync(bytes, k)), expected, `${what} (wasm)`);
+    }
+  });
+
+  test('the prefault never writes over bytes of the output, whichever side runs ahead', async () => {
+    // A stand-in for the /dev/zero reads: zeros into the range given, after
+    // a delay from none (done at once) to a few ms, so that the Collector's
+    // copies sometimes reach past every read started so far, and wait.
+    let waited = 0;
+    let overtook = 0;
+    for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
+      let x = seed;
+      const next = (n) => {
+        x = (x * 1103515245 + 12345) >>> 0;
+        return (x >>> 16) % n;
+      };
+      let inFlight = 0;
+      let reads = 0;
+      let furthest = 0;
+      const read = (buffer, offset, length, done) => {
+        inFlight += 1;
+        furthest = Math.max(furthest, offset + length);
+        reads += 1;
+        const finish = () => {
+          buffer.fill(0, offset, offset + length);
+          inFlight -= 1;
+          done();
+        };
+        const delay = next(4);
+        if (delay === 0 && seed % 2) finish();
+        else setTimeout(finish, delay);
+      };
+      const collector = new Collector(prefaulter({ read, min: 1, first: 4096, largest: 1 << 16 }));
+      const expected = pseudoRandom(3 << 20, seed);
+      let at = 0;
+      const header = 100 + next(1000);
+      collector.add(expected.subarray(0, header));
+      at = header;
+      collector.expect(expected.length);
+      while (at < expected.length) {
+        const n = Math.min(expected.length - at, 1 + next(200_000));
+        // As the Pipeline does: the next chunk only once this one is in.
+        if (at + n > furthest) overtook += 1;
+        const wait = collector.add(expected.subarray(at, at + n));
+        if (wait) waited += 1;
+        await wait;
+        at += n;
+        if (next(3) === 0) await new Promise((resolve) => setTimeout(resolve, next(3)));
+      }
+      const result = await collector.result();
+      assert.equal(inFlight, 0, `no read in flight once the result is out (seed ${seed})`);
+      assert.ok(reads > 0, `seed ${seed}: the prefault ran`);
+      assert.ok(equalBytes(result, expected), `seed ${seed}: output intact`);
+    }
+    assert.ok(waited > 0 && overtook > 0, `copies waited for reads (${waited}) and reached past them (${overtook})`);
   });
 });
 
