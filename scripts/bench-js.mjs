@@ -2,6 +2,9 @@
 // Benchmark of the coffer npm package (pkg/) in Node, from one run:
 //   - raw WebCrypto AES-256-GCM on 1 MiB chunks (the reference),
 //   - seal/open through WebCrypto and in pure wasm, and their ratios to raw,
+//   - seal/open through WebCrypto at several sizes (the same bytes per size,
+//     so 256 calls of 1 MiB against one of 256 MiB), and in Node without
+//     the output prefault (pkg/lib/prefault-node.js), against raw,
 //   - sealStream/openStream through WebCrypto, from 1 MiB chunks in memory
 //     into a sink that only counts bytes, and their ratios to raw,
 //   - the in-wasm AES-GCM ceiling of the pure-wasm path, when the bench
@@ -16,6 +19,7 @@
 //   COFFER_BENCH_STREAM_GIB=1 node scripts/bench-js.mjs   # shorter stream
 //   COFFER_BENCH_ONLY=stream …                             # only the large stream (speed, peak memory)
 //   COFFER_BENCH_ROUNDS=5 …                                # more rounds (best of, and the median of per-round ratios)
+//   COFFER_BENCH_SWEEP_MIB=1,8,32 …                        # one-shot sizes besides the bulk size ('' for none)
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
@@ -28,6 +32,9 @@ const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const coffer = await import(new URL('pkg/node.js', `file://${ROOT}`).href);
 // The window coffer's WebCrypto path uses: the raw reference uses the same.
 const { IN_FLIGHT } = await import(new URL('pkg/lib/webcrypto.js', `file://${ROOT}`).href);
+// The Node entry's output prefault (seal/open from PREFAULT_MIN bytes), switched off for one measure.
+const { outputPrefault, setOutputPrefault } = await import(new URL('pkg/lib/state.js', `file://${ROOT}`).href);
+const { PREFAULT_MIN } = await import(new URL('pkg/lib/prefault-node.js', `file://${ROOT}`).href);
 
 /**
  * The bench variant of the module (feature `bench`: gcmReference, the
@@ -49,6 +56,12 @@ const BULK = Number(process.env.COFFER_BENCH_MIB ?? 256) * MiB;
 const WASM_BULK = Number(process.env.COFFER_BENCH_WASM_MIB ?? 64) * MiB;
 const STREAM = Number(process.env.COFFER_BENCH_STREAM_GIB ?? 4) * 1024 * MiB;
 const ROUNDS = Number(process.env.COFFER_BENCH_ROUNDS ?? 3);
+/** One-shot sizes measured besides BULK, in MiB: each makes BULK / size calls per round. */
+const SWEEP = (process.env.COFFER_BENCH_SWEEP_MIB ?? '1,8,32')
+  .split(',')
+  .filter((x) => x.trim() !== '')
+  .map((x) => Number(x) * MiB)
+  .filter((size) => size > 0 && size < BULK && BULK % size === 0);
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc');
 /**
@@ -225,6 +238,29 @@ async function main() {
   const sealedSource = [];
   for (let at = 0; at < sealed.length; at += CHUNK) sealedSource.push(sealed.subarray(at, at + CHUNK));
   let wasmSealed = coffer.sealSync(wasmData, sealKey);
+  // The size sweep: BULK bytes per round at each size, `data` cut into views.
+  const sweepJobs = {};
+  for (const size of SWEEP) {
+    const calls = BULK / size;
+    const input = data.subarray(0, size);
+    const sealedInput = await coffer.seal(input, sealKey);
+    sweepJobs[`seal@${size}`] = [BULK, async () => {
+      for (let i = 0; i < calls; i++) await coffer.seal(input, sealKey);
+    }];
+    sweepJobs[`open@${size}`] = [BULK, async () => {
+      for (let i = 0; i < calls; i++) await coffer.open(sealedInput, openKey);
+    }];
+  }
+  /** `fn` with the Node entry's output prefault switched off. */
+  const withoutPrefault = async (fn) => {
+    const prefault = outputPrefault();
+    setOutputPrefault(null);
+    try {
+      return await fn();
+    } finally {
+      setOutputPrefault(prefault);
+    }
+  };
   // The ceiling of sealSync: AES-256-GCM on 1 MiB already in wasm memory, no copies, no framing.
   const gcmRounds = WASM_BULK / MiB;
   const bench = await benchWasm();
@@ -244,6 +280,9 @@ async function main() {
     rawDecIn: [BULK, () => rawWebCrypto(BULK, 'decrypt', false, sealedChunks)],
     sealWeb: [BULK, async () => (sealed = await coffer.seal(data, sealKey))],
     openWeb: [BULK, () => coffer.open(sealed, openKey)],
+    sealWebNoPrefault: [BULK, () => withoutPrefault(() => coffer.seal(data, sealKey))],
+    openWebNoPrefault: [BULK, () => withoutPrefault(() => coffer.open(sealed, openKey))],
+    ...sweepJobs,
     sealStreamWeb: [BULK, () => throughStream(plainChunks, coffer.sealStream(sealKey))],
     openStreamWeb: [BULK, () => throughStream(sealedSource, coffer.openStream(openKey))],
     sealWasm: [WASM_BULK, () => (wasmSealed = coffer.sealSync(wasmData, sealKey))],
@@ -312,6 +351,16 @@ async function main() {
       `${fmt((100 * openWeb.mbps) / rawDec.mbps)} % of raw decrypt, ${fmt((100 * openWeb.mbps) / rawDecOut.mbps)} % of raw + copy, ${fmt((100 * openWeb.mbps) / rawDecBig.mbps)} % of raw + copy from one buffer; per round (median): ${perRound('openWeb', 'rawDec')} of raw (target ≥ 80 % of raw)`,
     ],
     [
+      `\`seal\` (WebCrypto path), output prefault off`,
+      result('sealWebNoPrefault').text,
+      `${fmt((100 * result('sealWebNoPrefault').mbps) / rawEnc.mbps)} % of raw encrypt; per round (median): ${perRound('sealWebNoPrefault', 'rawEnc')} of raw; \`seal\` with the prefault per round: ${perRound('sealWeb', 'sealWebNoPrefault')} of this (Node faults outputs ≥ ${PREFAULT_MIN / MiB} MiB in on the threadpool)`,
+    ],
+    [
+      `\`open\` (WebCrypto path), output prefault off`,
+      result('openWebNoPrefault').text,
+      `${fmt((100 * result('openWebNoPrefault').mbps) / rawDec.mbps)} % of raw decrypt; per round (median): ${perRound('openWebNoPrefault', 'rawDec')} of raw; \`open\` with the prefault per round: ${perRound('openWeb', 'openWebNoPrefault')} of this`,
+    ],
+    [
       '`sealStream` (WebCrypto), 1 MiB chunks in memory → a sink counting bytes',
       sealStreamWeb.text,
       `${fmt((100 * sealStreamWeb.mbps) / rawEnc.mbps)} % of raw encrypt, ${fmt((100 * sealStreamWeb.mbps) / rawEncIn.mbps)} % of raw encrypt from one buffer; per round (median): ${perRound('sealStreamWeb', 'rawEnc')} of raw encrypt (target ≥ 80 % of raw)`,
@@ -344,6 +393,12 @@ async function main() {
   console.log('MB/cpu-s: megabytes per second of CPU time of this process (all threads), less sensitive to other load than wall-clock MB/s.\n');
   console.log('| measure | result | notes |\n|---|---|---|');
   for (const [a, b, c] of rows) console.log(`| ${a} | ${b} | ${c} |`);
+  console.log(`\nOne-shot calls by size (WebCrypto path), ${BULK / MiB} MiB per round at every size (so ${BULK / MiB} calls of 1 MiB against one of ${BULK / MiB} MiB), ratios to raw WebCrypto (1 MiB chunks, results discarded) measured in the same rounds; target ≥ 80 %. The output prefault runs from ${PREFAULT_MIN / MiB} MiB.\n`);
+  console.log('| one-shot size | `seal` best | `seal` / raw encrypt, per round | `open` best | `open` / raw decrypt, per round |\n|---|---|---|---|---|');
+  const sweepRows = [...SWEEP.map((size) => [`${size / MiB} MiB × ${BULK / size}`, `seal@${size}`, `open@${size}`]), [`${BULK / MiB} MiB × 1`, 'sealWeb', 'openWeb'], [`${BULK / MiB} MiB × 1, prefault off`, 'sealWebNoPrefault', 'openWebNoPrefault']];
+  for (const [label, sealName, openName] of sweepRows) {
+    console.log(`| ${label} | ${result(sealName).text} | ${perRound(sealName, 'rawEnc')} | ${result(openName).text} | ${perRound(openName, 'rawDec')} |`);
+  }
 }
 
 await main();
