@@ -77,7 +77,8 @@ function parse(text) {
 async function webCryptoAll(pusher, collector, input, size) {
   try {
     collector.expect(size);
-    await pusher.push(input);
+    // The input is whole and the caller's until we return: its tail needs no staging copy.
+    await pusher.push(input, true);
     await pusher.finish();
   } catch (e) {
     pusher.abort();

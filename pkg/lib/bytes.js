@@ -49,6 +49,8 @@ export class SegmentCutter {
   #free = [];
   #pooled = new WeakSet();
   #poolSize;
+  /** The held-back bytes as a view of the last chunk (see `cut`), or null. */
+  #tail = null;
 
   constructor(unit, poolSize) {
     this.#unit = unit;
@@ -57,15 +59,20 @@ export class SegmentCutter {
 
   /** Bytes held back. */
   get buffered() {
-    return this.#fill;
+    return this.#fill + (this.#tail?.length ?? 0);
   }
 
   /**
    * Yields `count` whole units taken from the held-back bytes and `chunk`,
    * then holds back the rest of `chunk`. `count` must not ask for more than
    * `buffered + chunk.length` leaves, minus at least one byte.
+   *
+   * With `last`, `chunk` is the last one and stays unchanged until the
+   * work is done (a one-shot call's whole input): the rest is held back as
+   * a view of it instead of a staging copy, when nothing was held back
+   * before it.
    */
-  *cut(chunk, count) {
+  *cut(chunk, count, last = false) {
     const unit = this.#unit;
     let at = 0;
     for (let i = 0; i < count; i++) {
@@ -82,7 +89,9 @@ export class SegmentCutter {
         yield full;
       }
     }
-    if (at < chunk.length) {
+    if (at < chunk.length && last && this.#fill === 0) {
+      this.#tail = chunk.subarray(at);
+    } else if (at < chunk.length) {
       this.#stage ??= this.#allocate();
       this.#stage.set(chunk.subarray(at), this.#fill);
       this.#fill += chunk.length - at;
@@ -91,6 +100,11 @@ export class SegmentCutter {
 
   /** The held-back bytes (the final segment), and nothing held back any more. */
   rest() {
+    if (this.#tail !== null) {
+      const tail = this.#tail;
+      this.#tail = null;
+      return tail;
+    }
     const rest = this.#stage ? this.#stage.subarray(0, this.#fill) : new Uint8Array(0);
     this.#stage = null;
     this.#fill = 0;

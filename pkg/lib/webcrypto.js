@@ -230,12 +230,16 @@ export class WebCryptoSealer {
     return segment('encrypt', this.#key, nonce, plaintext, inWasm, refused).finally(() => cutter.release(plaintext));
   }
 
-  /** Adds plaintext; resolves once no more than a few segments are in flight. */
-  async push(data) {
+  /**
+   * Adds plaintext; resolves once no more than a few segments are in flight.
+   * `last`: nothing is pushed after `data`, which stays unchanged until
+   * `finish` has resolved (one-shot calls: no staging copy of the tail).
+   */
+  async push(data, last = false) {
     const raw = this.#raw;
     if (!raw) throw finished();
     try {
-      for (const plaintext of this.#cutter.cut(data, raw.ready(this.#cutter.buffered + data.length))) {
+      for (const plaintext of this.#cutter.cut(data, raw.ready(this.#cutter.buffered + data.length), last)) {
         this.#pipeline.add(this.#encrypt(call(() => raw.nextNonce(false)), plaintext));
         await this.#pipeline.drain(IN_FLIGHT);
       }
@@ -356,8 +360,8 @@ export class WebCryptoOpener {
     return data;
   }
 
-  /** Adds sealed bytes; resolves once no more than a few segments are in flight. */
-  async push(data) {
+  /** Adds sealed bytes; resolves once no more than a few segments are in flight. `last`: as for the sealer. */
+  async push(data, last = false) {
     if (!this.#raw) throw finished();
     try {
       if (!this.#opened) {
@@ -365,7 +369,7 @@ export class WebCryptoOpener {
         if (!this.#opened) return;
       }
       const raw = this.#raw;
-      for (const ciphertext of this.#cutter.cut(data, raw.ready(this.#cutter.buffered + data.length))) {
+      for (const ciphertext of this.#cutter.cut(data, raw.ready(this.#cutter.buffered + data.length), last)) {
         this.#pipeline.add(this.#decrypt(call(() => raw.nextNonce(false)), ciphertext));
         await this.#pipeline.drain(IN_FLIGHT);
       }

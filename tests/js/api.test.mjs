@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
 import init, * as coffer from 'coffer';
-import { Collector } from '../../pkg/lib/bytes.js';
+import { Collector, SegmentCutter } from '../../pkg/lib/bytes.js';
 import { PREFAULT_MIN, prefaulter } from '../../pkg/lib/prefault-node.js';
 import { outputPrefault } from '../../pkg/lib/state.js';
 import * as raw from '../../pkg/wasm/coffer_wasm.js';
@@ -443,6 +443,26 @@ describe('large one-shot outputs (Node: faulted in on the threadpool)', () => {
       assert.equal(await codeOf(() => coffer.open(bytes, k)), expected, `${what} (WebCrypto)`);
       assert.equal(await codeOf(async () => coffer.openSync(bytes, k)), expected, `${what} (wasm)`);
     }
+  });
+
+  test("one-shot calls keep their input's tail as a view; a unit spanning two chunks is still staged", () => {
+    const input = pseudoRandom(2500, 51);
+    const oneShot = new SegmentCutter(1000, 2);
+    const units = [...oneShot.cut(input, 2, true)];
+    assert.deepEqual(units.map((u) => u.buffer === input.buffer), [true, true]);
+    assert.equal(oneShot.buffered, 500);
+    const tail = oneShot.rest();
+    assert.equal(tail.buffer, input.buffer, 'the tail of a one-shot input is a view of it');
+    assert.ok(equalBytes(tail, input.subarray(2000)));
+    assert.equal(oneShot.buffered, 0);
+
+    const stream = new SegmentCutter(1000, 2);
+    [...stream.cut(input.subarray(0, 1500), 1)];
+    const last = [...stream.cut(input.subarray(1500), 1, true)];
+    assert.notEqual(last[0].buffer, input.buffer, 'a unit spanning two chunks is staged');
+    assert.ok(equalBytes(last[0], input.subarray(1000, 2000)));
+    const rest = stream.rest();
+    assert.ok(equalBytes(rest, input.subarray(2000)));
   });
 
   test('the prefault never writes over bytes of the output, whichever side runs ahead', async () => {
