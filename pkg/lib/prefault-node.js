@@ -22,9 +22,11 @@ const MiB = 1 << 20;
  * Outputs smaller than this are not prefaulted. glibc serves allocations
  * below its mmap threshold (dynamic, at most 32 MiB) from memory it reuses.
  * Measured with the prefault on against off, alternating rounds in one
- * process (seal / open, median of per-round ratios): 8 MiB +5 / −12 %,
- * 16 MiB −12 / +8 %, 32 MiB +4 / +17 %, 64 MiB +18 / +11 %, 256 MiB
- * +11 / +20 %.
+ * process (seal / open, median of per-round ratios), load ≈ 1.5–2:
+ * 8 MiB +5 / −12 %, 16 MiB −12 / +8 %, 32 MiB +4 / +17 %, 64 MiB
+ * +18 / +11 %, 256 MiB +11 / +20 %. At load ≈ 2.9 (the other core busy
+ * elsewhere): 32 MiB +6 / +6 %, 64 MiB 0 / −2 %. The reads gain only
+ * where a core has time to spare, and cost 3–10 % more CPU per byte.
  */
 export const PREFAULT_MIN = 32 * MiB;
 /** The first read covers this much, so the first segments wait little; each next one twice as much… */
