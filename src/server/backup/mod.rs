@@ -368,7 +368,6 @@ impl Engine {
         for database in &rec.databases {
             let (org, db) = database.split_once('/').ok_or_else(|| ApiError::invalid("database must be org/db"))?;
             let object = file_name(database);
-            let writer = self.backend.writer(Backend::tmp_key(&rec.id, &object));
             let store = self.store.clone();
             let filter = Filter { include: rec.include.clone(), exclude: rec.exclude.clone() };
             let (org, db) = (org.to_string(), db.to_string());
@@ -388,9 +387,11 @@ impl Engine {
             let config = self.config.clone();
             let database_name = database.clone();
             let runtime = tokio::runtime::Handle::current();
+            let backend = self.backend.clone();
+            let (id, name) = (rec.id.clone(), object.clone());
             let file = run_niced(config.nice, config.idle, move || -> ApiResult<BackupFile> {
                 let counting = Counting {
-                    inner: SyncIoBridge::new_with_handle(writer, runtime),
+                    inner: backend.tmp_writer(&id, &name, runtime)?,
                     hasher: blake3::Hasher::new(),
                     progress: progress.clone(),
                     pace: Pace::new(config.rate_limit),
@@ -404,7 +405,7 @@ impl Engine {
                     (sealed.finish()?, stats)
                 };
                 counting.flush()?;
-                counting.inner.shutdown()?;
+                counting.inner.finish()?;
                 Ok(BackupFile {
                     database: database_name,
                     object,
