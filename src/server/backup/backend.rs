@@ -94,7 +94,7 @@ impl Backend {
         }
         // Cloud stores want parts of 5 MiB or more.
         let writer = BufWriter::with_capacity(self.store.clone(), Self::tmp_key(backup, file), 8 << 20);
-        Ok(Sink::Store(tokio_util::io::SyncIoBridge::new_with_handle(writer, runtime)))
+        Ok(Sink::Store(Box::new(tokio_util::io::SyncIoBridge::new_with_handle(writer, runtime))))
     }
 
     /// Where the filesystem store keeps `key`, for keys it maps to the same
@@ -224,7 +224,7 @@ pub enum Sink {
     /// A file of the filesystem backend.
     File(std::io::BufWriter<std::fs::File>),
     /// A multipart upload to an object store.
-    Store(tokio_util::io::SyncIoBridge<BufWriter>),
+    Store(Box<tokio_util::io::SyncIoBridge<BufWriter>>),
 }
 
 impl std::io::Write for Sink {
