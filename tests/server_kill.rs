@@ -236,7 +236,9 @@ async fn a_killed_restore_is_marked_interrupted_and_leaves_nothing() {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let rec: Value = get(&server, &format!("/api/v1/restores/{rid}")).await.unwrap().json().await.unwrap();
-        assert_eq!(rec["status"], "running", "the restore ended before it could be killed: {rec}");
+        // Scheduled until its job has started (a status read right after the
+        // 202 can come first: Basic auth no longer hashes on every request).
+        assert!(rec["status"] == "running" || rec["status"] == "scheduled", "the restore ended before it could be killed: {rec}");
         if staged_rows(dir.path()) > 0 {
             break;
         }
