@@ -32,6 +32,15 @@ struct Server {
     base: String,
 }
 
+/// A test that fails half-way must not leave its server running (it would
+/// hold its port, its data dir and whatever its parent shared with it).
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Starts the server on `dir`, its backups and restores kept to `rate` bytes/s.
 fn start(dir: &std::path::Path, rate: u64) -> Server {
     let exe = std::env::current_exe().unwrap();
