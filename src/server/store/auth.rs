@@ -160,8 +160,9 @@ impl PasswordChecks {
         *h.finalize().as_bytes()
     }
 
-    /// Whether `password` is the password of `user` (`None`: no such user;
-    /// `phc` is then ignored), on the blocking pool when a check must run.
+    /// Whether `password` is the password of the user `name`, whose stored
+    /// hash is `user` (`None`: there is no such user, and the answer is no
+    /// after a check against the dummy hash). Checks run on the blocking pool.
     pub async fn check(&self, name: &str, password: Zeroizing<String>, user: Option<&str>) -> ApiResult<bool> {
         let key = self.remembered_key(name, &password);
         if let Some(phc) = user {
