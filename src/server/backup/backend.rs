@@ -92,9 +92,7 @@ impl Backend {
             let f = std::fs::File::create(&path)?;
             return Ok(Sink::File(std::io::BufWriter::with_capacity(1 << 20, f)));
         }
-        // Cloud stores want parts of 5 MiB or more.
-        let writer = BufWriter::with_capacity(self.store.clone(), Self::tmp_key(backup, file), 8 << 20);
-        Ok(Sink::Store(Box::new(tokio_util::io::SyncIoBridge::new_with_handle(writer, runtime))))
+        Ok(Sink::Store(Box::new(tokio_util::io::SyncIoBridge::new_with_handle(self.writer(Self::tmp_key(backup, file)), runtime))))
     }
 
     /// Where the filesystem store keeps `key`, for keys it maps to the same

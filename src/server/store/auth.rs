@@ -161,11 +161,11 @@ impl PasswordChecks {
     }
 
     /// Whether `password` is the password of the user `name`, whose stored
-    /// hash is `user` (`None`: there is no such user, and the answer is no
+    /// hash is `stored` (`None`: there is no such user, and the answer is no
     /// after a check against the dummy hash). Checks run on the blocking pool.
-    pub async fn check(&self, name: &str, password: Zeroizing<String>, user: Option<&str>) -> ApiResult<bool> {
+    pub async fn check(&self, name: &str, password: Zeroizing<String>, stored: Option<&str>) -> ApiResult<bool> {
         let key = self.remembered_key(name, &password);
-        if let Some(phc) = user {
+        if let Some(phc) = stored {
             let now = std::time::Instant::now();
             let remembered = self.remembered.lock().map_err(|_| ApiError::internal("password checks poisoned"))?;
             if remembered.get(&key).is_some_and(|(known, at)| known == phc && now.duration_since(*at) < Self::TTL) {
@@ -174,7 +174,7 @@ impl PasswordChecks {
         }
         let _slot = self.slots.acquire().await.map_err(|_| ApiError::internal("password checks closed"))?;
         self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let phc = user.map(str::to_string);
+        let phc = stored.map(str::to_string);
         let against = phc.clone().unwrap_or_else(|| DUMMY_HASH.clone());
         // Unknown users are checked against the dummy hash too: same time.
         let verified = tokio::task::spawn_blocking(move || verify_password(&password, &against)).await? && phc.is_some();
