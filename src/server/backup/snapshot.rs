@@ -398,6 +398,8 @@ struct Staged {
 /// bundle has verified to its end. Any failure drops the staging database
 /// (in short transactions too): the target stays as it was.
 fn apply_items(store: &Store, items: std::sync::mpsc::Receiver<Msg>, options: &RestoreOptions, seen: &AtomicU64) -> ApiResult<RestoreCounts> {
+    // Checkpoints wait until the restore is published (Store::bulk).
+    let _bulk = store.bulk();
     let staging = store.write(|tx| data::create_database(tx, data::STAGING_ORG, &crate::server::store::new_ksuid(), "", ""))?;
     let result = stage(store, staging, items, options, seen).and_then(|staged| store.write(|tx| publish(tx, staging, staged, options)));
     if result.is_err() {

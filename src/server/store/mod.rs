@@ -36,6 +36,10 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 /// the same file; cutting it back, `journal_size_limit`, made a restore's
 /// checkpoints cost ~25 % more CPU in the kernel, re-allocating the file.)
 const WAL_RESTART_FRAMES: i64 = (1 << 30) / PAGE_SIZE;
+/// Longest time checkpoints wait for a bulk write ([`Store::bulk`]) to end.
+/// With `synchronous = NORMAL` the WAL is synced by checkpoints, so this
+/// also bounds how long other writes stay unsynced meanwhile.
+const BULK_DEFER_MAX: Duration = Duration::from_secs(10);
 /// How long a connection waits for a lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -145,10 +149,11 @@ pub struct Store {
 }
 
 /// What the store tells its checkpoint thread.
-#[derive(Default)]
 struct Checkpoints {
     state: Mutex<CheckpointState>,
     wake: std::sync::Condvar,
+    /// [`BULK_DEFER_MAX`], shorter in tests.
+    defer_max: Duration,
 }
 
 #[derive(Default)]
@@ -157,6 +162,9 @@ struct CheckpointState {
     pending: bool,
     /// The store is gone: the thread ends.
     closed: bool,
+    /// Bulk writes running ([`Store::bulk`]), and since when there has been one.
+    bulk: usize,
+    bulk_since: Option<std::time::Instant>,
 }
 
 impl Checkpoints {
@@ -169,13 +177,31 @@ impl Checkpoints {
         }
     }
 
-    /// Waits for commits; false once the store is closed.
+    fn new(defer_max: Duration) -> Self {
+        Self { state: Mutex::default(), wake: std::sync::Condvar::new(), defer_max }
+    }
+
+    /// Waits for commits, and for the end of bulk writes (at most
+    /// `defer_max` after the first began); false once the store is closed.
     fn wait(&self) -> bool {
         let Ok(mut s) = self.state.lock() else { return false };
-        while !s.pending && !s.closed {
-            s = match self.wake.wait(s) {
-                Ok(s) => s,
-                Err(_) => return false,
+        loop {
+            if s.closed {
+                return false;
+            }
+            let deferred_until = s.bulk_since.map(|since| since + self.defer_max).filter(|until| *until > std::time::Instant::now());
+            if s.pending && deferred_until.is_none() {
+                break;
+            }
+            s = match deferred_until {
+                Some(until) => match self.wake.wait_timeout(s, until.saturating_duration_since(std::time::Instant::now())) {
+                    Ok((s, _)) => s,
+                    Err(_) => return false,
+                },
+                None => match self.wake.wait(s) {
+                    Ok(s) => s,
+                    Err(_) => return false,
+                },
             };
         }
         s.pending = false;
@@ -217,6 +243,22 @@ impl Checkpoints {
     }
 }
 
+/// A bulk write in progress ([`Store::bulk`]); checkpoints resume when the
+/// last one is dropped.
+pub struct Bulk<'a>(&'a Checkpoints);
+
+impl Drop for Bulk<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.0.state.lock() {
+            s.bulk = s.bulk.saturating_sub(1);
+            if s.bulk == 0 {
+                s.bulk_since = None;
+            }
+        }
+        self.0.wake.notify_all();
+    }
+}
+
 impl Drop for Store {
     fn drop(&mut self) {
         if let Ok(mut s) = self.checkpoints.state.lock() {
@@ -247,12 +289,16 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
 impl Store {
     /// Opens (creating if needed) the store at `path` and migrates its schema.
     pub fn open(path: &Path) -> ApiResult<Self> {
+        Self::open_deferring(path, BULK_DEFER_MAX)
+    }
+
+    fn open_deferring(path: &Path, defer_max: Duration) -> ApiResult<Self> {
         let conn = open_connection(path)?;
         conn.execute_batch(SCHEMA)?;
         migrate(&conn)?;
         // Checkpoints run on the store's thread, never in a writer's commit.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        let checkpoints = Arc::new(Checkpoints::default());
+        let checkpoints = Arc::new(Checkpoints::new(defer_max));
         let thread = checkpoints.clone();
         let owned = path.to_path_buf();
         std::thread::Builder::new()
@@ -290,6 +336,21 @@ impl Store {
         drop(conn);
         self.checkpoints.nudge();
         Ok(value)
+    }
+
+    /// Marks a bulk write (a restore) for as long as the guard lives:
+    /// checkpoints wait until it ends, at most [`BULK_DEFER_MAX`]. A restore
+    /// writes its rows once into the WAL and the checkpoint copies them into
+    /// the database file afterwards, instead of the two competing for the
+    /// cores meanwhile (measured: a 512 MiB restore 3.6–4.0 → 2.6–3.5 s).
+    /// Readers see every commit as before; the WAL grows by the bulk's size
+    /// either way, since a writer that never pauses keeps it from restarting.
+    pub fn bulk(&self) -> Bulk<'_> {
+        if let Ok(mut s) = self.checkpoints.state.lock() {
+            s.bulk += 1;
+            s.bulk_since.get_or_insert_with(std::time::Instant::now);
+        }
+        Bulk(&self.checkpoints)
     }
 
     /// [`read`](Self::read) on the blocking pool.
@@ -449,6 +510,75 @@ mod tests {
             assert!(validate_slug("db", bad).is_err(), "{bad}");
         }
         validate_key("backup", &new_ksuid()).unwrap();
+    }
+
+    #[test]
+    fn checkpoints_wait_for_a_bulk_write_but_no_longer_than_their_limit() {
+        use rusqlite::params;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.sqlite");
+        let limit = Duration::from_secs(3);
+        let store = Store::open_deferring(&path, limit).unwrap();
+        let file_len = || std::fs::metadata(&path).unwrap().len();
+        let mut n = 0;
+        let mut write_2_mib = || {
+            store
+                .write(|tx| {
+                    for _ in 0..32 {
+                        n += 1;
+                        tx.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", params![format!("k{n}"), "x".repeat(64 << 10)])?;
+                    }
+                    Ok(())
+                })
+                .unwrap()
+        };
+        let grows_within = |before: u64, within: Duration| {
+            let end = std::time::Instant::now() + within;
+            while std::time::Instant::now() < end {
+                if file_len() > before {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            false
+        };
+        let settle = || loop {
+            let len = file_len();
+            std::thread::sleep(CHECKPOINT_INTERVAL * 2);
+            if file_len() == len {
+                break;
+            }
+        };
+        // Without a bulk write, a commit reaches the database file within a checkpoint interval or so.
+        let before = file_len();
+        write_2_mib();
+        assert!(grows_within(before, Duration::from_secs(5)), "no checkpoint");
+        settle();
+
+        // During one, it stays in the WAL ...
+        let bulk = store.bulk();
+        let started = std::time::Instant::now();
+        let before = file_len();
+        write_2_mib();
+        std::thread::sleep(CHECKPOINT_INTERVAL * 4);
+        assert!(started.elapsed() < limit, "the test machine is too slow for this test");
+        assert_eq!(file_len(), before, "checkpointed during a bulk write");
+        // ... until the limit has passed, even if the bulk write goes on.
+        assert!(grows_within(before, limit + Duration::from_secs(5)), "checkpoints waited past their limit");
+        assert!(started.elapsed() >= limit);
+        drop(bulk);
+        settle();
+
+        // A new bulk write defers again; its end lets the checkpoint run at once.
+        let bulk = store.bulk();
+        let started = std::time::Instant::now();
+        let before = file_len();
+        write_2_mib();
+        std::thread::sleep(CHECKPOINT_INTERVAL * 4);
+        assert_eq!(file_len(), before, "checkpointed during a bulk write");
+        drop(bulk);
+        assert!(grows_within(before, Duration::from_secs(5)), "no checkpoint after the bulk write");
+        assert!(started.elapsed() < limit, "the checkpoint waited for the limit, not for the end of the bulk write");
     }
 
     /// The layout of store version 1: documents with their bodies, change sets with full documents.
