@@ -53,6 +53,43 @@ fn wrong_keys_are_wrong_key() {
 }
 
 #[test]
+fn an_unlocked_key_opens_its_own_file_without_the_passphrase_and_no_other() {
+    let plain = data(3 * SEG + 7);
+    let sealed = seal_pw(&plain, "right", b"unlock-1");
+    // The same passphrase and data, another salt and nonce: another file.
+    let other = seal_pw(&plain, "right", b"unlock-2");
+    let limits = OpenLimits::default();
+
+    let (info, unlocked) = seal::unlock(&sealed[..], &[Key::passphrase("right")], &limits).unwrap();
+    assert_eq!(info, seal::inspect(&sealed, &limits).unwrap());
+    assert!(!format!("{unlocked:?}").contains(|c: char| c.is_ascii_digit()), "{unlocked:?}");
+    assert_eq!(seal::open_to_vec(&sealed, &[Key::Unlocked(unlocked.clone())], &limits).unwrap(), plain);
+    let mut streamed = Vec::new();
+    OpenReader::new(&sealed[..], &[Key::Unlocked(unlocked.clone())], &limits).unwrap().read_to_end(&mut streamed).unwrap();
+    assert_eq!(streamed, plain);
+
+    let err = seal::open_to_vec(&other, &[Key::Unlocked(unlocked.clone())], &limits).unwrap_err();
+    assert_eq!(err.code(), "WRONG_KEY");
+    assert!(err.to_string().contains("another file"), "{err}");
+    // Beside a key that fits, it is passed over.
+    assert_eq!(seal::open_to_vec(&other, &[Key::Unlocked(unlocked.clone()), Key::passphrase("right")], &limits).unwrap(), plain);
+
+    // The same header with a damaged payload still fails on the payload.
+    let mut damaged = sealed.clone();
+    *damaged.last_mut().unwrap() ^= 1;
+    assert_eq!(seal::open_to_vec(&damaged, &[Key::Unlocked(unlocked)], &limits).unwrap_err().code(), "CORRUPT");
+
+    // Unlocking fails as opening does, and reads no further than the header.
+    assert_eq!(seal::unlock(&sealed[..], &[Key::passphrase("wrong")], &limits).unwrap_err().code(), "WRONG_KEY");
+    assert_eq!(seal::unlock(&sealed[..20], &[Key::passphrase("right")], &limits).unwrap_err().code(), "TRUNCATED");
+    let mut header_only = &sealed[..info.header_len];
+    seal::unlock(&mut header_only, &[Key::passphrase("right")], &limits).unwrap();
+    let mut rest = &sealed[..];
+    seal::unlock(&mut rest, &[Key::passphrase("right")], &limits).unwrap();
+    assert_eq!(rest.len(), sealed.len() - info.header_len);
+}
+
+#[test]
 fn x25519_recipients_each_open_and_strangers_do_not() {
     let (a, b, c) = (Identity::generate().unwrap(), Identity::generate().unwrap(), Identity::generate().unwrap());
     let recipients = [Recipient::X25519(a.public()), Recipient::X25519(b.public())];

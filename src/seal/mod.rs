@@ -115,6 +115,32 @@ pub enum Key {
     Passphrase(Zeroizing<String>),
     /// An X25519 identity.
     Identity(Identity),
+    /// One file's key, found once by [`unlock`]: opens that file (the same
+    /// header) again without the key derivation, e.g. without a second
+    /// Argon2id run for a passphrase. Opens no other file.
+    Unlocked(Unlocked),
+}
+
+/// The key of one sealed file, bound to its header ([`unlock`],
+/// [`Key::Unlocked`]). Zeroized on drop; its `Debug` shows no key.
+#[derive(Clone)]
+pub struct Unlocked {
+    /// blake3 of the whole encoded header (MAC included).
+    pub(crate) header: [u8; 32],
+    pub(crate) key: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Unlocked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unlocked").finish_non_exhaustive()
+    }
+}
+
+/// Reads the sealed header at the start of `input` (and nothing past it),
+/// finds the file key with any of `keys` and authenticates the header with
+/// it. Errors as opening does: `WRONG_KEY`, `CORRUPT`, `TRUNCATED`, ….
+pub fn unlock<R: std::io::Read>(mut input: R, keys: &[Key], limits: &OpenLimits) -> Result<(HeaderInfo, Unlocked)> {
+    stream::unlock_header(&mut input, keys, limits)
 }
 
 impl Key {

@@ -393,6 +393,7 @@ pub struct Decryptor<C: SegmentCipher = AesGcmSegments> {
 enum KeyRef {
     Passphrase(Zeroizing<String>),
     Identity(keys::Identity),
+    Unlocked(super::Unlocked),
 }
 
 impl Decryptor {
@@ -527,14 +528,51 @@ fn key_refs(keys: &[Key]) -> Vec<KeyRef> {
         .map(|k| match k {
             Key::Passphrase(p) => KeyRef::Passphrase(p.clone()),
             Key::Identity(id) => KeyRef::Identity(id.clone()),
+            Key::Unlocked(u) => KeyRef::Unlocked(u.clone()),
         })
         .collect()
+}
+
+/// [`super::unlock`]: the header, its file key found and the header authenticated.
+pub(crate) fn unlock_header<R: Read>(input: &mut R, keys: &[Key], limits: &OpenLimits) -> Result<(HeaderInfo, super::Unlocked)> {
+    let mut header = vec![0u8; PREFIX_LEN];
+    let n = read_full(input, &mut header)?;
+    let total = Header::total_len(&header[..n])?;
+    if n < PREFIX_LEN {
+        return Err(Error::truncated("input ends inside the sealed header"));
+    }
+    header.resize(total, 0);
+    if read_full(input, &mut header[PREFIX_LEN..])? != total - PREFIX_LEN {
+        return Err(Error::truncated("input ends inside the sealed header"));
+    }
+    let parsed = Header::parse(&header, limits)?;
+    let file_key = unlock(&key_refs(keys), &parsed)?;
+    parsed.verify(&file_key)?;
+    Ok((parsed.info(), super::Unlocked { header: header_digest(&parsed), key: file_key.0.clone() }))
+}
+
+/// What binds an [`super::Unlocked`] key to its header.
+fn header_digest(header: &Header) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&header.authenticated);
+    hasher.update(&header.mac);
+    *hasher.finalize().as_bytes()
 }
 
 fn unlock(candidates: &[KeyRef], header: &Header) -> Result<FileKey> {
     let has_passphrase = header.stanzas.iter().any(|s| matches!(s, Stanza::Passphrase { .. }));
     let mut tried = false;
+    // A key unlocked before opens its own header only.
+    let digest = candidates.iter().any(|k| matches!(k, KeyRef::Unlocked(_))).then(|| header_digest(header));
+    let mut other_file = false;
     for key in candidates {
+        if let (KeyRef::Unlocked(u), Some(digest)) = (key, &digest) {
+            if u.header == *digest {
+                return Ok(FileKey(u.key.clone()));
+            }
+            other_file = true;
+            continue;
+        }
         for stanza in &header.stanzas {
             let found = match (key, stanza) {
                 (KeyRef::Passphrase(p), Stanza::Passphrase { salt, kdf, wrapped }) => {
@@ -551,6 +589,9 @@ fn unlock(candidates: &[KeyRef], header: &Header) -> Result<FileKey> {
                 return Ok(file_key);
             }
         }
+    }
+    if !tried && other_file {
+        return Err(Error::WrongKey("the key given was unlocked from another file".into()));
     }
     if !tried {
         let want = if has_passphrase { "a passphrase" } else { "an identity (private key)" };

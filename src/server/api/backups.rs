@@ -533,7 +533,7 @@ pub async fn restore(
     }
     // Check the key now (header only), so a wrong passphrase is a 422 here
     // rather than a failed job later.
-    s.engine.check_key(&rec, &file, body.passphrase.clone().map(|p| p.0)).await?;
+    let key = s.engine.check_key(&rec, &file, body.passphrase.clone().map(|p| p.0)).await?;
     let restore = RestoreRecord {
         id: new_ksuid(),
         backup: rec.id.clone(),
@@ -553,7 +553,7 @@ pub async fn restore(
         finished_at: None,
         created_by: creator(&p),
     };
-    let restore = s.engine.start_restore(restore, rec, file, body.passphrase.map(|p| p.0)).await?;
+    let restore = s.engine.start_restore(restore, rec, file, key).await?;
     Ok((StatusCode::ACCEPTED, Json(restore)))
 }
 

@@ -486,7 +486,7 @@ impl Engine {
         rec: RestoreRecord,
         backup: BackupRecord,
         file: BackupFile,
-        passphrase: Option<Zeroizing<String>>,
+        key: Option<seal::Unlocked>,
     ) -> ApiResult<RestoreRecord> {
         let stored = rec.clone();
         self.store.run_write(move |tx| jobs::put_restore(tx, &stored)).await?;
@@ -495,21 +495,21 @@ impl Engine {
         tokio::spawn(async move {
             let permit = engine.slots.clone().acquire_owned().await;
             engine.metrics.running.fetch_add(1, Ordering::Relaxed);
-            engine.run_restore(job, backup, file, passphrase).await;
+            engine.run_restore(job, backup, file, key).await;
             engine.metrics.running.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
         Ok(rec)
     }
 
-    async fn run_restore(self: &Arc<Self>, mut rec: RestoreRecord, backup: BackupRecord, file: BackupFile, passphrase: Option<Zeroizing<String>>) {
+    async fn run_restore(self: &Arc<Self>, mut rec: RestoreRecord, backup: BackupRecord, file: BackupFile, key: Option<seal::Unlocked>) {
         rec.status = jobs::RUNNING.into();
         rec.started_at = Some(now_ms());
         let saved = rec.clone();
         if let Err(e) = self.store.run_write(move |tx| jobs::put_restore(tx, &saved)).await {
             tracing::error!(error = %e, "cannot record restore start");
         }
-        let outcome = self.restore_inner(&rec, &backup, &file, passphrase).await;
+        let outcome = self.restore_inner(&rec, &backup, &file, key).await;
         rec.finished_at = Some(now_ms());
         match outcome {
             Ok(counts) => {
@@ -541,11 +541,11 @@ impl Engine {
         rec: &RestoreRecord,
         backup: &BackupRecord,
         file: &BackupFile,
-        passphrase: Option<Zeroizing<String>>,
+        key: Option<seal::Unlocked>,
     ) -> Result<snapshot::RestoreCounts, (ApiError, u64)> {
         let input = self.blocking_reader(&backup.id, &file.object).await.map_err(|e| (e, 0))?;
         let input = Paced { inner: input, pace: Pace::new(self.config.rate_limit) };
-        let keys = if backup.encryption == "none" { Vec::new() } else { self.keys(passphrase).map_err(|e| (e, 0))? };
+        let keys: Vec<seal::Key> = key.into_iter().map(seal::Key::Unlocked).collect();
         let (org, db) = rec.target.split_once('/').ok_or_else(|| (ApiError::invalid("target must be org/db"), 0))?;
         let options = RestoreOptions {
             org: org.to_string(),
@@ -683,15 +683,18 @@ impl Engine {
 
     /// Checks that the key given (or the server's) opens a backup's file:
     /// reads and authenticates the sealed header only.
-    pub async fn check_key(&self, rec: &BackupRecord, file: &BackupFile, passphrase: Option<Zeroizing<String>>) -> ApiResult<()> {
+    /// Returns the key that opens the file: its file key, found once (for
+    /// a passphrase, one Argon2id run), so the restore job does not derive
+    /// it again. None for a plain bundle.
+    pub async fn check_key(&self, rec: &BackupRecord, file: &BackupFile, passphrase: Option<Zeroizing<String>>) -> ApiResult<Option<seal::Unlocked>> {
         if rec.encryption == "none" {
-            return Ok(());
+            return Ok(None);
         }
         let input = self.blocking_reader(&rec.id, &file.object).await?;
         let keys = self.keys(passphrase)?;
-        tokio::task::spawn_blocking(move || -> ApiResult<()> {
-            seal::OpenReader::new(input, &keys, &seal::OpenLimits::default())?;
-            Ok(())
+        tokio::task::spawn_blocking(move || -> ApiResult<Option<seal::Unlocked>> {
+            let (_, unlocked) = seal::unlock(std::io::BufReader::new(input), &keys, &seal::OpenLimits::default())?;
+            Ok(Some(unlocked))
         })
         .await?
     }
