@@ -12,7 +12,7 @@ use super::{Filter, LiveProgress};
 use crate::bundle::{BundleReader, BundleWriter, CanonicalCommit, Item, WriteOptions};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::store::data::{self, MAIN};
-use crate::server::store::Store;
+use crate::server::store::{Bulk, Store};
 use crate::snapshot::{Change, Commit, History};
 
 /// What a backup of one database wrote.
@@ -399,9 +399,9 @@ struct Staged {
 /// (in short transactions too): the target stays as it was.
 fn apply_items(store: &Store, items: std::sync::mpsc::Receiver<Msg>, options: &RestoreOptions, seen: &AtomicU64) -> ApiResult<RestoreCounts> {
     // Checkpoints wait until the restore is published (Store::bulk).
-    let _bulk = store.bulk();
+    let bulk = store.bulk();
     let staging = store.write(|tx| data::create_database(tx, data::STAGING_ORG, &crate::server::store::new_ksuid(), "", ""))?;
-    let result = stage(store, staging, items, options, seen).and_then(|staged| store.write(|tx| publish(tx, staging, staged, options)));
+    let result = stage(store, &bulk, staging, items, options, seen).and_then(|staged| store.write(|tx| publish(tx, staging, staged, options)));
     if result.is_err() {
         if let Err(e) = drop_staging(store, staging) {
             tracing::warn!(code = e.code, error = %e.message, "cannot drop a failed restore's staging rows (the next start does)");
@@ -411,7 +411,7 @@ fn apply_items(store: &Store, items: std::sync::mpsc::Receiver<Msg>, options: &R
 }
 
 /// Writes the bundle's items into the staging database, batch by batch.
-fn stage(store: &Store, staging: i64, items: std::sync::mpsc::Receiver<Msg>, options: &RestoreOptions, seen: &AtomicU64) -> ApiResult<Staged> {
+fn stage(store: &Store, bulk: &Bulk<'_>, staging: i64, items: std::sync::mpsc::Receiver<Msg>, options: &RestoreOptions, seen: &AtomicU64) -> ApiResult<Staged> {
     let target = store.read(|c| {
         Ok(c.query_row("SELECT id FROM databases WHERE org = ?1 AND name = ?2", [&options.org, &options.db], |r| r.get::<_, i64>(0)).optional()?)
     })?;
@@ -428,6 +428,8 @@ fn stage(store: &Store, staging: i64, items: std::sync::mpsc::Receiver<Msg>, opt
             Msg::End => return Ok(staged),
             Msg::Failed(e) => return Err(e),
         };
+        let bytes: usize = batch.iter().map(|item| if let Item::Document(doc) = item { doc.json.len() + doc.id.len() } else { 0 }).sum();
+        bulk.wrote(bytes as u64);
         store.write(|tx| {
             let mut insert = tx.prepare_cached("INSERT INTO documents (db, branch, collection, id, vid) VALUES (?1, ?2, ?3, ?4, ?5)")?;
             let mut staged_vid = tx.prepare_cached("SELECT vid FROM documents WHERE db = ?1 AND branch = ?2 AND collection = ?3 AND id = ?4")?;

@@ -12,6 +12,24 @@
 pub mod auth;
 pub mod data;
 pub mod jobs;
+#[cfg(target_os = "linux")]
+mod wal_ahead;
+
+#[cfg(target_os = "linux")]
+use wal_ahead::WalAhead;
+
+/// Elsewhere the WAL is not grown ahead of bulk writes.
+#[cfg(not(target_os = "linux"))]
+struct WalAhead;
+
+#[cfg(not(target_os = "linux"))]
+impl WalAhead {
+    fn start(_wal: PathBuf) -> Option<Self> {
+        None
+    }
+
+    fn wrote(&self, _bytes: u64) {}
+}
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -245,17 +263,30 @@ impl Checkpoints {
 
 /// A bulk write in progress ([`Store::bulk`]); checkpoints resume when the
 /// last one is dropped.
-pub struct Bulk<'a>(&'a Checkpoints);
+pub struct Bulk<'a> {
+    checkpoints: &'a Checkpoints,
+    ahead: Option<WalAhead>,
+}
+
+impl Bulk<'_> {
+    /// The bulk write committed about `bytes` more (its rows' payload): the
+    /// WAL's page cache is made that much further ahead (`wal_ahead.rs`).
+    pub fn wrote(&self, bytes: u64) {
+        if let Some(ahead) = &self.ahead {
+            ahead.wrote(bytes);
+        }
+    }
+}
 
 impl Drop for Bulk<'_> {
     fn drop(&mut self) {
-        if let Ok(mut s) = self.0.state.lock() {
+        if let Ok(mut s) = self.checkpoints.state.lock() {
             s.bulk = s.bulk.saturating_sub(1);
             if s.bulk == 0 {
                 s.bulk_since = None;
             }
         }
-        self.0.wake.notify_all();
+        self.checkpoints.wake.notify_all();
     }
 }
 
@@ -344,13 +375,16 @@ impl Store {
     /// the database file afterwards, instead of the two competing for the
     /// cores meanwhile (measured: a 512 MiB restore 3.6–4.0 → 2.6–3.5 s).
     /// Readers see every commit as before; the WAL grows by the bulk's size
-    /// either way, since a writer that never pauses keeps it from restarting.
+    /// either way, since a writer that never pauses keeps it from restarting,
+    /// and on Linux a thread grows it ahead of the writes ([`Bulk::wrote`]).
     pub fn bulk(&self) -> Bulk<'_> {
         if let Ok(mut s) = self.checkpoints.state.lock() {
             s.bulk += 1;
             s.bulk_since.get_or_insert_with(std::time::Instant::now);
         }
-        Bulk(&self.checkpoints)
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        Bulk { checkpoints: &self.checkpoints, ahead: WalAhead::start(wal.into()) }
     }
 
     /// [`read`](Self::read) on the blocking pool.
@@ -579,6 +613,62 @@ mod tests {
         drop(bulk);
         assert!(grows_within(before, Duration::from_secs(5)), "no checkpoint after the bulk write");
         assert!(started.elapsed() < limit, "the checkpoint waited for the limit, not for the end of the bulk write");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_wal_grown_ahead_of_a_bulk_write_keeps_every_commit_and_recovers() {
+        use rusqlite::params;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.sqlite");
+        let wal = dir.path().join("store.sqlite-wal");
+        let store = Store::open(&path).unwrap();
+        let write = |from: usize, to: usize| {
+            store
+                .write(|tx| {
+                    for n in from..to {
+                        tx.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", params![format!("k{n}"), format!("{n}:").repeat(8 << 10)])?;
+                    }
+                    Ok(())
+                })
+                .unwrap()
+        };
+        let count = |conn: &Connection| -> usize {
+            let mut stmt = conn.prepare("SELECT key, value FROM meta WHERE key LIKE 'k%'").unwrap();
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).unwrap();
+            rows.map(|r| {
+                let (key, value) = r.unwrap();
+                let n: usize = key[1..].parse().unwrap();
+                assert_eq!(value, format!("{n}:").repeat(8 << 10), "row {key} damaged");
+            })
+            .count()
+        };
+
+        let bulk = store.bulk();
+        bulk.wrote(1 << 20);
+        write(0, 40);
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(&wal).unwrap().len() < 32 << 20 {
+            assert!(std::time::Instant::now() < end, "the WAL was not grown ahead");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        write(40, 80);
+
+        // A crash now: the database and its WAL (zeros past the frames) as they are, no -shm.
+        let copy = tempfile::tempdir().unwrap();
+        std::fs::copy(&path, copy.path().join("c.sqlite")).unwrap();
+        std::fs::copy(&wal, copy.path().join("c.sqlite-wal")).unwrap();
+        let recovered = Connection::open(copy.path().join("c.sqlite")).unwrap();
+        assert_eq!(count(&recovered), 80);
+        assert_eq!(recovered.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)).unwrap(), "ok");
+        drop(recovered);
+
+        // The store writes on over the grown WAL, and opens again whole.
+        drop(bulk);
+        write(80, 120);
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.read(|c| Ok(count(c))).unwrap(), 120);
     }
 
     /// The layout of store version 1: documents with their bodies, change sets with full documents.
