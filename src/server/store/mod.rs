@@ -589,13 +589,19 @@ mod tests {
         assert!(grows_within(before, Duration::from_secs(5)), "no checkpoint");
         settle();
 
+        // A bulk write begun, 2 MiB written, several checkpoint intervals waited.
+        let mut bulk_write = || {
+            let bulk = store.bulk();
+            let started = std::time::Instant::now();
+            let before = file_len();
+            write_2_mib();
+            std::thread::sleep(CHECKPOINT_INTERVAL * 4);
+            assert!(started.elapsed() < limit, "the test machine is too slow for this test");
+            (bulk, started, before)
+        };
+
         // During one, it stays in the WAL ...
-        let bulk = store.bulk();
-        let started = std::time::Instant::now();
-        let before = file_len();
-        write_2_mib();
-        std::thread::sleep(CHECKPOINT_INTERVAL * 4);
-        assert!(started.elapsed() < limit, "the test machine is too slow for this test");
+        let (bulk, started, before) = bulk_write();
         assert_eq!(file_len(), before, "checkpointed during a bulk write");
         // ... until the limit has passed, even if the bulk write goes on.
         assert!(grows_within(before, limit + Duration::from_secs(5)), "checkpoints waited past their limit");
@@ -604,11 +610,7 @@ mod tests {
         settle();
 
         // A new bulk write defers again; its end lets the checkpoint run at once.
-        let bulk = store.bulk();
-        let started = std::time::Instant::now();
-        let before = file_len();
-        write_2_mib();
-        std::thread::sleep(CHECKPOINT_INTERVAL * 4);
+        let (bulk, started, before) = bulk_write();
         assert_eq!(file_len(), before, "checkpointed during a bulk write");
         drop(bulk);
         assert!(grows_within(before, Duration::from_secs(5)), "no checkpoint after the bulk write");
