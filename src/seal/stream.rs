@@ -535,20 +535,22 @@ fn key_refs(keys: &[Key]) -> Vec<KeyRef> {
 
 /// [`super::unlock`]: the header, its file key found and the header authenticated.
 pub(crate) fn unlock_header<R: Read>(input: &mut R, keys: &[Key], limits: &OpenLimits) -> Result<(HeaderInfo, super::Unlocked)> {
+    let parsed = read_header(input, limits)?;
+    let file_key = unlock(&key_refs(keys), &parsed)?;
+    parsed.verify(&file_key)?;
+    Ok((parsed.info(), super::Unlocked { header: header_digest(&parsed), key: file_key.0.clone() }))
+}
+
+/// Reads and parses the sealed header at the start of `input`, and nothing past it.
+fn read_header<R: Read>(input: &mut R, limits: &OpenLimits) -> Result<Header> {
     let mut header = vec![0u8; PREFIX_LEN];
     let n = read_full(input, &mut header)?;
     let total = Header::total_len(&header[..n])?;
-    if n < PREFIX_LEN {
-        return Err(Error::truncated("input ends inside the sealed header"));
-    }
     header.resize(total, 0);
     if read_full(input, &mut header[PREFIX_LEN..])? != total - PREFIX_LEN {
         return Err(Error::truncated("input ends inside the sealed header"));
     }
-    let parsed = Header::parse(&header, limits)?;
-    let file_key = unlock(&key_refs(keys), &parsed)?;
-    parsed.verify(&file_key)?;
-    Ok((parsed.info(), super::Unlocked { header: header_digest(&parsed), key: file_key.0.clone() }))
+    Header::parse(&header, limits)
 }
 
 /// What binds an [`super::Unlocked`] key to its header.
@@ -566,8 +568,8 @@ fn unlock(candidates: &[KeyRef], header: &Header) -> Result<FileKey> {
     let digest = candidates.iter().any(|k| matches!(k, KeyRef::Unlocked(_))).then(|| header_digest(header));
     let mut other_file = false;
     for key in candidates {
-        if let (KeyRef::Unlocked(u), Some(digest)) = (key, &digest) {
-            if u.header == *digest {
+        if let KeyRef::Unlocked(u) = key {
+            if digest == Some(u.header) {
                 return Ok(FileKey(u.key.clone()));
             }
             other_file = true;
@@ -787,17 +789,12 @@ impl<R: Read + io::Seek> SeekReader<R> {
     /// Reads and authenticates the header and the final segment.
     pub fn new(mut input: R, keys: &[Key], limits: &OpenLimits) -> Result<Self> {
         input.seek(io::SeekFrom::Start(0))?;
-        let mut header = vec![0u8; PREFIX_LEN];
-        let n = read_full(&mut input, &mut header)?;
-        let total = Header::total_len(&header[..n])?;
-        header.resize(total, 0);
-        if read_full(&mut input, &mut header[PREFIX_LEN..])? != total - PREFIX_LEN {
-            return Err(Error::truncated("input ends inside the sealed header"));
-        }
-        let parsed = Header::parse(&header, limits)?;
+        let parsed = read_header(&mut input, limits)?;
         let file_key = unlock(&key_refs(keys), &parsed)?;
         parsed.verify(&file_key)?;
         let payload_key = parsed.payload_key(&file_key);
+        let info = parsed.info();
+        let total = info.header_len;
         let file_len = input.seek(io::SeekFrom::End(0))?;
         let body = file_len - total as u64;
         let segment = parsed.segment_size() as u64;
@@ -816,7 +813,7 @@ impl<R: Read + io::Seek> SeekReader<R> {
         let mut reader = Self {
             input,
             stream: Stream::new(&payload_key),
-            info: parsed.info(),
+            info,
             header_len: total as u64,
             segment,
             segments,
