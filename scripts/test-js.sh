@@ -14,7 +14,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target-wasm}"
+# One target dir with scripts/test.sh's `cargo test`: the host-side build
+# scripts and proc macros are shared, and CI's disk holds one tree, not two.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 start=$(date +%s)
 step() { printf '\n== [%ss] %s\n' "$(($(date +%s) - start))" "$*"; }
@@ -43,8 +45,8 @@ step "build pkg/ (scripts/build-wasm.sh)"
 bash scripts/build-wasm.sh
 
 step "build the native CLI (interop tests)"
-# In the native target dir and with the default features, as scripts/test.sh's
-# `cargo test` builds it: after that this is a no-op. $COFFER_BIN skips it.
+# scripts/test.sh passes the binary its `cargo test` built as $COFFER_BIN; run
+# alone, this builds it in the native target dir with the default features.
 if [ -z "${COFFER_BIN:-}" ]; then
   native_target="${COFFER_NATIVE_TARGET_DIR:-$root/target}"
   CARGO_TARGET_DIR="$native_target" cargo build --locked --bin coffer
