@@ -11,6 +11,7 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 use zeroize::{Zeroize, Zeroizing};
 
+use super::kdf::passphrase_kek;
 use super::{KdfParams, RandomSource};
 use crate::error::{Error, Result};
 
@@ -69,16 +70,6 @@ fn unwrap(kek: &[u8; KEY_LEN], aad: &[u8], wrapped: &[u8; WRAPPED_LEN]) -> Optio
     let tag = aes_gcm::Tag::try_from(&wrapped[KEY_LEN..]).ok()?;
     cipher.decrypt_inout_detached(&Default::default(), aad, key.as_mut().into(), &tag).ok()?;
     Some(FileKey(key))
-}
-
-/// Derives the passphrase KEK with Argon2id.
-pub(crate) fn passphrase_kek(passphrase: &[u8], salt: &[u8; SALT_LEN], kdf: &KdfParams) -> Result<Zeroizing<[u8; KEY_LEN]>> {
-    let params =
-        argon2::Params::new(kdf.memory_kib, kdf.iterations, kdf.parallelism, Some(KEY_LEN)).map_err(|e| Error::invalid(format!("Argon2id parameters: {e}")))?;
-    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    let mut kek = Zeroizing::new([0u8; KEY_LEN]);
-    argon.hash_password_into(passphrase, salt, kek.as_mut()).map_err(|e| Error::invalid(format!("Argon2id: {e}")))?;
-    Ok(kek)
 }
 
 pub(crate) fn wrap_passphrase(passphrase: &[u8], salt: &[u8; SALT_LEN], kdf: &KdfParams, key: &FileKey) -> Result<[u8; WRAPPED_LEN]> {

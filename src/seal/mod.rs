@@ -18,10 +18,12 @@
 //! verifies. The normative description is docs/FORMAT.md §4.
 
 mod header;
+mod kdf;
 mod keys;
 mod stream;
 
 pub use header::{HeaderInfo, RecipientInfo, MAX_HEADER, MAX_METADATA, MAX_RECIPIENTS, PREFIX_LEN};
+pub use kdf::{kdf_memory_kept_bytes, kdf_memory_uses, keep_kdf_memory, release_kdf_memory};
 pub use keys::{Identity, PublicKey};
 pub use stream::{segment_nonce, AesGcmSegments, Decryptor, Encryptor, OpenReader, SealWriter, SeekReader, SegmentCipher};
 

@@ -198,6 +198,11 @@ pub(crate) async fn metrics(State(state): State<AppState>, Auth(_): Auth) -> imp
         "# HELP coffer_jobs_running Backup and restore jobs running.\n# TYPE coffer_jobs_running gauge\ncoffer_jobs_running {}",
         e.running.load(Ordering::Relaxed)
     );
+    let _ = writeln!(
+        out,
+        "# HELP coffer_kdf_memory_bytes Argon2id work memory kept between passphrase jobs (kdf_keep_seconds).\n# TYPE coffer_kdf_memory_bytes gauge\ncoffer_kdf_memory_bytes {}",
+        crate::seal::kdf_memory_kept_bytes()
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
 }
 
