@@ -29,7 +29,8 @@ async fn passphrase_jobs_reuse_one_kept_argon2_area_which_is_freed_when_idle() {
     assert_eq!(kept(&s).await, 0, "nothing is kept before a passphrase job");
 
     let uses = seal::kdf_memory_uses();
-    let rec = s.call(s.req(Method::POST, "/api/v1/backups").json(&json!({"id": "b1", "databases": ["acme/shop"], "passphrase": PASS})), StatusCode::ACCEPTED).await;
+    let rec =
+        s.call(s.req(Method::POST, "/api/v1/backups").json(&json!({"id": "b1", "databases": ["acme/shop"], "passphrase": PASS})), StatusCode::ACCEPTED).await;
     assert_eq!(s.wait_backup(rec["id"].as_str().unwrap()).await["status"], "done");
     assert_eq!(seal::kdf_memory_uses(), uses + 1, "the backup's Argon2id ran in the kept area");
     assert_eq!(kept(&s).await, AREA, "the 64 MiB area stays after the backup");
@@ -37,9 +38,7 @@ async fn passphrase_jobs_reuse_one_kept_argon2_area_which_is_freed_when_idle() {
     let restore = |target: &'static str| {
         let s = &s;
         async move {
-            let r = s
-                .call(s.req(Method::POST, "/api/v1/backups/b1/restore").json(&json!({"target": target, "passphrase": PASS})), StatusCode::ACCEPTED)
-                .await;
+            let r = s.call(s.req(Method::POST, "/api/v1/backups/b1/restore").json(&json!({"target": target, "passphrase": PASS})), StatusCode::ACCEPTED).await;
             let r = s.wait(&format!("/api/v1/restores/{}", r["id"].as_str().unwrap())).await;
             assert_eq!(r["status"], "done", "{r}");
             assert_eq!(r["records"], 2);

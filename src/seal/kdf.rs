@@ -59,7 +59,8 @@ pub fn kdf_memory_uses() -> u64 {
 
 /// Derives the passphrase KEK with Argon2id.
 pub(crate) fn passphrase_kek(passphrase: &[u8], salt: &[u8; SALT_LEN], kdf: &KdfParams) -> Result<Zeroizing<[u8; KEY_LEN]>> {
-    let params = Params::new(kdf.memory_kib, kdf.iterations, kdf.parallelism, Some(KEY_LEN)).map_err(|e| Error::invalid(format!("Argon2id parameters: {e}")))?;
+    let params =
+        Params::new(kdf.memory_kib, kdf.iterations, kdf.parallelism, Some(KEY_LEN)).map_err(|e| Error::invalid(format!("Argon2id parameters: {e}")))?;
     let blocks = params.block_count();
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
     let mut kek = Zeroizing::new([0u8; KEY_LEN]);
