@@ -29,6 +29,15 @@ impl<J: Send + 'static> Workers<J> {
                 };
                 let Ok(job) = job else { return };
                 work(&mut own, job);
+                // A job is a few ms of CPU without a system call (zstd of a
+                // 1 MiB block ≈ 3 ms). Where the workers run at a low
+                // priority (the server's backups, under SCHED_IDLE), a thread
+                // that wakes up on this core may wait until this one gives it
+                // up: on the benchmark's VM (Linux 6.18, HZ=250) that was the
+                // next timer tick, up to 4 ms, doubling a writer's p99 (see
+                // BENCHMARKS.md). Yielding between jobs bounds that wait by a
+                // job, for one system call per job.
+                std::thread::yield_now();
             });
             handles.push(handle.map_err(Error::Io)?);
         }
