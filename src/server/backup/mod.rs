@@ -400,9 +400,17 @@ impl Engine {
                     write_database(&store, &org, &db, &filter, counting, &progress, config.threads)?
                 } else {
                     let options = seal::SealOptions { metadata: Some(metadata), threads: config.threads, ..Default::default() };
-                    let sealed = seal::SealWriter::new(counting, &recipients, &options)?;
-                    let (sealed, stats) = write_database(&store, &org, &db, &filter, sealed, &progress, config.threads)?;
-                    (sealed.finish()?, stats)
+                    std::thread::scope(|scope| -> ApiResult<_> {
+                        // The key is derived (Argon2id for a passphrase) while the snapshot is read and compressed.
+                        let (recipients, options) = (&recipients, &options);
+                        let opening = std::thread::Builder::new()
+                            .name("coffer-seal-key".into())
+                            .spawn_scoped(scope, move || seal::SealWriter::new(counting, recipients, options))
+                            .map_err(|e| ApiError::internal(format!("cannot start a thread: {e}")))?;
+                        let sealed = KeyPending { opening: Some(opening), early: Vec::new(), sealer: None };
+                        let (sealed, stats) = write_database(&store, &org, &db, &filter, sealed, &progress, config.threads)?;
+                        Ok((sealed.finish()?, stats))
+                    })?
                 };
                 counting.flush()?;
                 counting.inner.finish()?;
@@ -700,6 +708,57 @@ impl Engine {
     }
 }
 
+/// A sealed file's writer whose key is still being derived on another
+/// thread (Argon2id: 0.13 s of hashing, and as much again to fault in its
+/// 64 MiB where that memory is new). The bundle's first bytes wait here,
+/// at most [`KeyPending::MAX_EARLY`], so the backup reads and compresses
+/// meanwhile instead of waiting for the key.
+struct KeyPending<'scope, W: Write + Send> {
+    opening: Option<std::thread::ScopedJoinHandle<'scope, crate::Result<seal::SealWriter<W>>>>,
+    early: Vec<u8>,
+    sealer: Option<seal::SealWriter<W>>,
+}
+
+impl<W: Write + Send> KeyPending<'_, W> {
+    /// Bytes held before the writer is open; past this the backup waits for it.
+    const MAX_EARLY: usize = 32 << 20;
+
+    /// The open writer, waiting for it if needed, with the early bytes written.
+    fn sealer(&mut self) -> std::io::Result<&mut seal::SealWriter<W>> {
+        if let Some(opening) = self.opening.take() {
+            let mut sealer = opening.join().map_err(|_| std::io::Error::other("the thread deriving the key panicked"))?.map_err(std::io::Error::other)?;
+            sealer.write_all(&self.early)?;
+            self.early = Vec::new();
+            self.sealer = Some(sealer);
+        }
+        self.sealer.as_mut().ok_or_else(|| std::io::Error::other("the sealed file failed to open"))
+    }
+
+    fn finish(mut self) -> crate::Result<W> {
+        self.sealer()?;
+        self.sealer.take().expect("opened by sealer()").finish()
+    }
+}
+
+impl<W: Write + Send> Write for KeyPending<'_, W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if let Some(opening) = &self.opening {
+            if !opening.is_finished() && self.early.len() + data.len() <= Self::MAX_EARLY {
+                self.early.extend_from_slice(data);
+                return Ok(data.len());
+            }
+        }
+        self.sealer()?.write(data)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.sealer {
+            Some(sealer) => sealer.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Runs blocking work `f` on a thread of its own whose niceness is raised by
 /// `nice` and, if `idle`, under the SCHED_IDLE policy (Linux, where both are
 /// per thread and inherited by the threads it starts: the bundle's
@@ -790,5 +849,48 @@ pub fn open_bundle<'a, R: Read + 'a, T>(
     } else {
         let boxed: Box<dyn Read + 'a> = Box::new(input);
         f(crate::bundle::BundleReader::new(boxed, limits)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Writes `data` through a [`KeyPending`] whose writer opens after `delay`.
+    fn through_key_pending(recipients: &[seal::Recipient], delay: Duration, data: &[u8]) -> crate::Result<Vec<u8>> {
+        let options = seal::SealOptions::default();
+        std::thread::scope(|scope| {
+            let opening = scope.spawn(|| {
+                std::thread::sleep(delay);
+                seal::SealWriter::new(Vec::new(), recipients, &options)
+            });
+            let mut w = KeyPending { opening: Some(opening), early: Vec::new(), sealer: None };
+            for chunk in data.chunks(1 << 20) {
+                w.write_all(chunk)?;
+                w.flush()?;
+            }
+            w.finish()
+        })
+    }
+
+    #[test]
+    fn bytes_written_while_the_key_is_derived_are_sealed_in_order() {
+        let identity = seal::Identity::generate().unwrap();
+        let recipients = [seal::Recipient::X25519(identity.public())];
+        let keys = [seal::Key::Identity(identity)];
+        // More than MAX_EARLY: the writer waits for the key past it.
+        let data: Vec<u8> = (0..(KeyPending::<Vec<u8>>::MAX_EARLY + (3 << 20)) as u32).map(|i| (i % 251) as u8).collect();
+        for delay in [Duration::ZERO, Duration::from_millis(300)] {
+            let sealed = through_key_pending(&recipients, delay, &data).unwrap();
+            assert_eq!(seal::open_to_vec(&sealed, &keys, &seal::OpenLimits::default()).unwrap(), data, "delay {delay:?}");
+        }
+        // A writer that fails to open: its error, with its code, from the write that needs it or from finish.
+        let two = [seal::Recipient::passphrase("lantern-orbit-cactus-47"), seal::Recipient::passphrase("marmalade-orbit-cactus-48")];
+        for len in [10, KeyPending::<Vec<u8>>::MAX_EARLY + 1] {
+            let err = through_key_pending(&two, Duration::from_millis(50), &data[..len]).unwrap_err();
+            assert_eq!(err.code(), "INVALID_INPUT", "{err}");
+        }
     }
 }
