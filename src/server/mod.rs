@@ -295,7 +295,7 @@ impl AppState {
             nice: config.backup_nice,
             idle: config.backup_idle,
         };
-        keep_kdf_memory(config.kdf_keep_seconds);
+        keep_kdf_memory_until_idle(config.kdf_keep_seconds);
         let engine = Arc::new(Engine::new(store.clone(), backend, node, engine_config, identity, recipients));
         engine.recover().await?;
         for schedule in &config.periodic {
@@ -318,7 +318,7 @@ impl AppState {
 /// (files asking for more memory allocate their own) and frees it once no
 /// derivation has used it for `seconds` (checked every `seconds`, so it goes
 /// between one and two such periods after the last use).
-fn keep_kdf_memory(seconds: u64) {
+fn keep_kdf_memory_until_idle(seconds: u64) {
     if seconds == 0 {
         return;
     }
