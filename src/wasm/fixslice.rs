@@ -10,7 +10,9 @@
 //! Apache-2.0, © the RustCrypto developers), copied here with the word
 //! width widened: bit index `p2 p1 p0 | r1 r0 c1 c0 b2 b1 b0` (bit of the
 //! byte; row, column, block). Only encryption (CTR needs nothing else).
-//! Constant-time like the original: no table, no data-dependent branch.
+//! Constant-time like the original: no table, no data-dependent branch on
+//! keys or data. The one table, [`Counters`]' map of counter bits, is
+//! indexed by the CTR counters, which are public.
 //! The tests check it against the `aes` crate.
 
 // Only the SIMD build encrypts with it; elsewhere only the tests use it.
