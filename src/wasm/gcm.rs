@@ -388,16 +388,15 @@ impl Gcm {
         use super::fixslice::{encrypt, Counters};
         let mut blocks = [[0u8; BLOCK]; 8];
         let mut counters = Counters::new(nonce, counter, bitslice);
-        let mut chunks = out.chunks_mut(8 * BLOCK).peekable();
-        while let Some(chunk) = chunks.next() {
+        for (pass, chunk) in out.chunks_mut(8 * BLOCK).enumerate() {
+            if pass > 0 {
+                counters.advance();
+            }
             let mut state = counters.state;
             encrypt(&self.rk, &mut state);
             inv_bitslice(&state, &mut blocks);
             for (o, b) in chunk.chunks_exact_mut(BLOCK).zip(&blocks) {
                 o.copy_from_slice(b);
-            }
-            if chunks.peek().is_some() {
-                counters.advance();
             }
         }
         blocks.zeroize();
